@@ -1,0 +1,105 @@
+"""The ``Robot`` interface: what the control loop asks of any arm, simulated or physical.
+
+A backend is one module under ``robot_agent/robots/`` that subclasses ``Robot`` and registers itself
+with ``@register_robot("name")``. Hardware libraries (rclpy, lerobot, ...) are imported inside the
+backend module only; a missing one raises ``MissingDependency`` with the exact install command.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from data_store.schema import Observation, RobotSpec
+
+
+class MissingDependency(RuntimeError):
+    """An optional library is not installed. The message carries the exact install command."""
+
+    def __init__(self, package: str, install: str) -> None:
+        super().__init__(f"{package} is not installed. Install it with:\n    {install}")
+        self.package = package
+        self.install = install
+
+
+class Robot(ABC):
+    """One arm with its cameras. Every method is called from the control-loop thread only."""
+
+    name: ClassVar[str] = "robot"
+
+    @property
+    @abstractmethod
+    def spec(self) -> RobotSpec:
+        """Cameras, proprio size and action space of this robot."""
+
+    @abstractmethod
+    def connect(self) -> None:
+        """Open the connection to the hardware (or start the simulator)."""
+
+    @abstractmethod
+    def home(self, seed: int | None = None) -> Observation:
+        """Move to the start pose of an episode and return the first observation.
+
+        A simulator resets its scene here (seeded when ``seed`` is given)."""
+
+    @abstractmethod
+    def observe(self) -> Observation:
+        """The current observation."""
+
+    @abstractmethod
+    def send_action(self, action: np.ndarray) -> None:
+        """Execute one action, float32 ``[A]``, already passed through the safety filter.
+
+        A simulator advances its clock by one control tick here."""
+
+    def hold(self) -> None:
+        """Keep the current position (watchdog, e-stop). Default: a zero action where zero means 'stay'."""
+        self.send_action(np.zeros(self.spec.action_dim, dtype=np.float32))
+
+    def success(self) -> bool | None:
+        """Whether the task is done, when the robot can tell (a simulator can); None when it cannot."""
+        return None
+
+    @abstractmethod
+    def disconnect(self) -> None:
+        """Release the hardware. Safe to call twice."""
+
+    def __enter__(self) -> Robot:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.disconnect()
+
+
+_ROBOTS: dict[str, str] = {
+    # name -> "module:Class", imported on demand so a missing hardware library breaks only its backend.
+    "sim": "robot_agent.robots.sim:SimRobot",
+}
+
+
+def register_robot(name: str) -> Callable[[type[Robot]], type[Robot]]:
+    def wrap(cls: type[Robot]) -> type[Robot]:
+        _ROBOTS[name] = f"{cls.__module__}:{cls.__qualname__}"
+        cls.name = name
+        return cls
+
+    return wrap
+
+
+def robot_names() -> list[str]:
+    return sorted(_ROBOTS)
+
+
+def make_robot(name: str, **kwargs: Any) -> Robot:
+    """Build the robot backend registered as ``name``. Unknown names list the known ones."""
+    if name not in _ROBOTS:
+        raise ValueError(f"unknown robot {name!r}; known: {', '.join(robot_names())}")
+    module, cls_name = _ROBOTS[name].split(":")
+    cls = getattr(importlib.import_module(module), cls_name)
+    robot: Robot = cls(**kwargs)
+    return robot

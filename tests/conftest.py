@@ -1,0 +1,38 @@
+"""Shared test helpers.
+
+A test that needs something this machine lacks (Redis, PostgreSQL, Chromium, an optional library)
+calls ``need(...)``: it skips with the reason locally, and fails with the reason in CI (``CI=true``),
+so nothing is skipped silently where it should run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+def need(ok: bool, what: str, *, optional_in_ci: bool = False) -> None:
+    """Skip (locally) or fail (in CI) unless ``ok``. ``optional_in_ci`` is for things CI never has
+    (lerobot on Python 3.11, a GPU): those skip everywhere, with the install command in ``what``."""
+    if ok:
+        return
+    if IN_CI and not optional_in_ci:
+        pytest.fail(f"CI needs {what}", pytrace=False)
+    pytest.skip(f"needs {what}")
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Iterator[Path]:
+    d = tmp_path / "store"
+    d.mkdir()
+    yield d
