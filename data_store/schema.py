@@ -44,12 +44,9 @@ class Observation:
     def fake(cls, spec: RobotSpec, instruction: str = "do the task", seed: int = 0) -> Observation:
         """A random observation that matches ``spec``: for smoke tests and health probes."""
         rng = np.random.default_rng(seed)
-        images = {
-            name: rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for name, (h, w) in spec.cameras.items()
-        }
+        images = {name: rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for name, (h, w) in spec.cameras.items()}
         depth = {
-            name: rng.integers(0, 4000, size=(h, w), dtype=np.uint16)
-            for name, (h, w) in spec.depth_cameras.items()
+            name: rng.integers(0, 4000, size=(h, w), dtype=np.uint16) for name, (h, w) in spec.depth_cameras.items()
         }
         state = rng.uniform(-1, 1, size=spec.state_dim).astype(np.float32)
         return cls(images=images, state=state, instruction=instruction, timestamp=0.0, depth=depth or None)
@@ -145,7 +142,9 @@ def check_action(action: np.ndarray, spec: RobotSpec) -> None:
 
 def _check_array(field_name: str, value: Any, dtype: type, shape: tuple[int, ...]) -> None:
     if not isinstance(value, np.ndarray):
-        raise SchemaError(f"{field_name}: expected numpy array {np.dtype(dtype).name} {list(shape)}, got {type(value).__name__}")
+        raise SchemaError(
+            f"{field_name}: expected numpy array {np.dtype(dtype).name} {list(shape)}, got {type(value).__name__}"
+        )
     if value.dtype != np.dtype(dtype):
         raise SchemaError(f"{field_name}: expected dtype {np.dtype(dtype).name}, got {value.dtype.name}")
     if tuple(value.shape) != shape:

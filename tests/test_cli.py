@@ -23,9 +23,7 @@ def test_every_group_has_help(group: str) -> None:
 
 
 def test_console_script_runs() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "flywheel.cli", "--help"], capture_output=True, text=True, timeout=60
-    )
+    out = subprocess.run([sys.executable, "-m", "flywheel.cli", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     for group in ("robot", "data", "train", "bench", "serve", "demo"):
         assert group in out.stdout

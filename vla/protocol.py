@@ -38,9 +38,7 @@ class Policy(Protocol):
 
 @runtime_checkable
 class TrainablePolicy(Policy, Protocol):
-    def sample(
-        self, batch: list[Observation], temperature: float
-    ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    def sample(self, batch: list[Observation], temperature: float) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
         """Sample chunks: (actions float32 [B,K,A], token_ids int64 [B,K,A], logprob float [B])."""
         ...
 
