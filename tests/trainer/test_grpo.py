@@ -147,5 +147,9 @@ def test_update_moves_mass_to_successful_chunks_and_ignores_masked_ones() -> Non
 
 def test_kl_is_refused() -> None:
     with pytest.raises(ValueError, match="kl_coef"):
-        grpo.update(_BanditPolicy(), torch.optim.SGD([torch.zeros(1, requires_grad=True)]), _rollouts([1, 0], 2),
-                    grpo.GRPOConfig(kl_coef=0.1))
+        grpo.update(
+            _BanditPolicy(),
+            torch.optim.SGD([torch.zeros(1, requires_grad=True)]),
+            _rollouts([1, 0], 2),
+            grpo.GRPOConfig(kl_coef=0.1),
+        )

@@ -1,0 +1,266 @@
+"""Imagined rollouts (WMPO §3, ``run_wm_inference``; PAPERS.md §1.1 steps 5–6, WoVR §2.1 step 4).
+
+From real start frames out of the store, B×G trajectories advance together, chunk by chunk:
+
+    policy samples an action chunk [B·G, K, A] at temperature 1.6 from the latest frame
+    → the world model imagines the next K frames [B·G, K, H, W, 3]
+    → the reward model looks at them; a trajectory ends at its first success (WMPO ``finish_step``)
+
+until every trajectory has succeeded or used up its steps. Each start is repeated G times (a GRPO group).
+A start is either an episode's first frame (WMPO) or a keyframe start (WoVR KIR, ``trainer/keyframes.py``):
+the reference first frame plus the real frames and actions just before a keyframe, as world-model context.
+The context is never a policy decision, so it is never in the loss (WoVR "skipping early frames").
+
+Recorded per chunk (``grpo.Rollouts``): the observation the policy saw, token ids, old log-probs, and a
+validity mask (chunks after the first success and beyond the start's step budget are masked).
+
+Departures: WMPO's policy reads only the image; ours also reads proprio (hand xyz + gripper, see
+``vla/model.py``), and the world model makes pixels only. So imagined proprio comes from a
+:class:`ProprioModel`, a per-step linear map ``s_{t+1} = clip(s_t + a_t W + b)`` fitted by least squares on
+the same real episodes as the world model (``proprio="learned"``, default); ``"start"`` holds the start's
+real proprio instead. The reward model scans only the frames of the
+current chunk plus the previous one (enough for per-frame or ≤ 2K-frame clip classifiers), instead of
+re-scanning the whole video after every chunk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from data_store.schema import Observation
+from trainer.grpo import Rollouts
+from trainer.protocols import RewardModel, WorldModel
+
+
+@dataclass(frozen=True)
+class StartState:
+    """Where imagined rollouts start: real frames from one recorded episode.
+
+    ``context_frames[0]`` is the episode's first frame (the reference); the last is the frame the policy
+    sees first. ``context_actions[i]`` is the real action that led into ``context_frames[i + 1]``.
+    """
+
+    context_frames: np.ndarray  # uint8 [C, H, W, 3]
+    context_actions: np.ndarray  # float32 [C-1, A]
+    state: np.ndarray  # float32 [S], real proprio at the start
+    instruction: str
+    steps_left: int  # environment steps this rollout may still take (task horizon − start step)
+    episode_id: str = ""
+    start_step: int = 0  # 0 for a first-frame start; the KIR start step otherwise
+    kind: str = "first_frame"  # "first_frame" | a keyframe kind ("grasp", "contact", "divergence", ...)
+
+
+@dataclass(frozen=True)
+class ImagineConfig:
+    group_size: int = 8  # G (both papers)
+    temperature: float = 1.6  # both papers
+    context_len: int = 5  # 1 reference frame + 4 memory frames (WoVR); WMPO's 4-frame queue is the same idea
+    proprio: Literal["learned", "start"] = "learned"
+
+
+@dataclass
+class ImaginedBatch:
+    """The rollouts for GRPO plus what diagnostics need (frames, finish steps, starts)."""
+
+    rollouts: Rollouts
+    frames: np.ndarray  # uint8 [N, T, H, W, 3], the imagined frames (context excluded)
+    finish_step: np.ndarray  # int64 [N]: frame index of the first success, -1 if none
+    starts: list[StartState] = field(default_factory=list)  # [N]
+
+
+def first_frame_start(
+    frames: np.ndarray,  # uint8 [T, H, W, 3] of a real episode (only frame 0 is used)
+    actions: np.ndarray,  # float32 [T, A]
+    state0: np.ndarray,
+    instruction: str,
+    horizon: int,
+    context_len: int = 5,
+    episode_id: str = "",
+) -> StartState:
+    """WMPO's start: the first frame repeated to fill the context queue (PAPERS.md §1.1 step 5), no-op actions."""
+    a = actions.shape[-1]
+    return StartState(
+        context_frames=np.repeat(frames[:1], context_len, axis=0),
+        context_actions=np.zeros((context_len - 1, a), np.float32),
+        state=np.asarray(state0, np.float32),
+        instruction=instruction,
+        steps_left=horizon,
+        episode_id=episode_id,
+    )
+
+
+@dataclass(frozen=True)
+class ProprioModel:
+    """Imagined proprio: ``s_{t+1} = clip(s_t + a_t W + b, low, high)``, fitted on real steps (least squares).
+
+    In Meta-World the action's xyz is a scaled hand displacement and its 4th value drives the gripper,
+    so a linear step model is close where the hand moves freely (it cannot know about contacts).
+    """
+
+    weight: np.ndarray  # float32 [A, S]
+    bias: np.ndarray  # float32 [S]
+    low: np.ndarray  # float32 [S], the range seen in the data
+    high: np.ndarray  # float32 [S]
+
+    @classmethod
+    def fit(cls, episodes: list[tuple[np.ndarray, np.ndarray]]) -> ProprioModel:
+        """From (states float32 [T, S], actions float32 [T, A]) pairs of real episodes."""
+        xs, ys = [], []
+        for states, actions in episodes:
+            if len(states) < 2:
+                continue
+            xs.append(actions[:-1].astype(np.float64))
+            ys.append((states[1:] - states[:-1]).astype(np.float64))
+        x = np.concatenate(xs)
+        y = np.concatenate(ys)
+        x1 = np.concatenate([x, np.ones((len(x), 1))], axis=1)
+        coef, *_ = np.linalg.lstsq(x1, y, rcond=None)  # [A+1, S]
+        all_states = np.concatenate([s for s, _ in episodes])
+        return cls(
+            weight=coef[:-1].astype(np.float32),
+            bias=coef[-1].astype(np.float32),
+            low=all_states.min(axis=0).astype(np.float32),
+            high=all_states.max(axis=0).astype(np.float32),
+        )
+
+    def roll(self, state: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """The state after the K actions of a chunk: state float32 [N, S], actions [N, K, A] -> [N, S]."""
+        s = state.astype(np.float32)
+        for t in range(actions.shape[1]):
+            s = np.clip(s + actions[:, t] @ self.weight + self.bias, self.low, self.high)
+        return s.astype(np.float32)
+
+
+def _observation(frame: np.ndarray, state: np.ndarray, instruction: str, camera: str, t: float) -> Observation:
+    return Observation(images={camera: frame}, state=state, instruction=instruction, timestamp=t)
+
+
+@torch.no_grad()
+def imagine_rollouts(
+    policy: Any,  # vla TrainablePolicy
+    world_model: WorldModel,
+    reward_model: RewardModel,
+    starts: list[StartState],  # B starts; each is rolled out G times
+    cfg: ImagineConfig,
+    camera: str,
+    seed: int | None = None,
+    proprio_model: ProprioModel | None = None,
+) -> ImaginedBatch:
+    """B×G imagined trajectories in lockstep. Shapes: N = B·G, C = max chunks, K = chunk size."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    if cfg.proprio == "learned" and proprio_model is None:
+        raise ValueError("imagine_rollouts: proprio='learned' needs a ProprioModel (ProprioModel.fit on real episodes)")
+    g = cfg.group_size
+    rows = [s for s in starts for _ in range(g)]  # group members are consecutive
+    n = len(rows)
+    k = int(world_model.chunk_size)
+    chunks_left = np.array([max(1, -(-s.steps_left // k)) for s in rows])  # ceil
+    c_max = int(chunks_left.max())
+
+    context = np.stack([s.context_frames for s in rows])  # [N, C, H, W, 3]
+    context_actions = np.stack([s.context_actions for s in rows])  # [N, C-1, A]
+    wm_state = world_model.reset(context, context_actions)
+    latest = context[:, -1]  # [N, H, W, 3]: the frame the policy sees first
+    previous = context[:, -k:]  # frames before the current chunk, for the reward model's window
+    proprio = np.stack([s.state for s in rows]).astype(np.float32)  # [N, S]
+
+    observations: list[list[Observation]] = [[] for _ in range(n)]
+    token_ids = torch.zeros((n, c_max, k, 0), dtype=torch.long)
+    old_logprob = torch.zeros((n, c_max))
+    mask = torch.zeros((n, c_max), dtype=torch.bool)
+    done = np.zeros(n, dtype=bool)
+    success = np.zeros(n, dtype=bool)
+    finish_step = np.full(n, -1, dtype=np.int64)
+    imagined: list[np.ndarray] = []
+
+    for c in range(c_max):
+        obs = [_observation(latest[i], proprio[i], rows[i].instruction, camera, float(c)) for i in range(n)]
+        actions, tokens, logprob = policy.sample(obs, cfg.temperature)  # [N,K,A], [N,K,A], [N]
+        if c == 0:
+            token_ids = torch.zeros((n, c_max, *tokens.shape[1:]), dtype=torch.long)
+        frames, wm_state = world_model.step(wm_state, np.asarray(actions, np.float32))  # [N, K, H, W, 3]
+        active = ~done & (c < chunks_left)
+        for i in range(n):
+            observations[i].append(obs[i])
+        token_ids[:, c] = tokens.detach().to(torch.long)
+        old_logprob[:, c] = logprob.detach().float()
+        mask[:, c] = torch.as_tensor(active)
+        imagined.append(frames)
+
+        window = np.concatenate([previous, frames], axis=1)  # [N, 2K, H, W, 3]
+        at = np.asarray(reward_model.first_success(window)).astype(np.int64)  # [N], -1 where none
+        # on the first chunk the window's head is real context: a "success" there is not the policy's
+        hit = at >= (previous.shape[1] if c == 0 else 0)
+        newly = active & hit
+        success |= newly
+        finish_step[newly] = c * k + np.maximum(at[newly] - previous.shape[1], 0)
+        done |= newly | (c + 1 >= chunks_left)
+        previous, latest = frames, frames[:, -1]
+        if cfg.proprio == "learned" and proprio_model is not None:
+            proprio = proprio_model.roll(proprio, np.asarray(actions, np.float32))
+        if done.all():
+            break
+
+    used = len(imagined)
+    return ImaginedBatch(
+        rollouts=Rollouts(
+            observations=observations,
+            token_ids=token_ids[:, :used],
+            old_logprob=old_logprob[:, :used],
+            mask=mask[:, :used],
+            success=torch.as_tensor(success, dtype=torch.float32),
+            group_size=g,
+            info={"source": "imagined"},
+        ),
+        frames=np.concatenate(imagined, axis=1),
+        finish_step=finish_step,
+        starts=rows,
+    )
+
+
+# ------------------------------------------------------------------------------ starts from the store
+
+
+def first_frame_starts(
+    store: Any, task: str, horizon: int, context_len: int = 5, camera: str | None = None
+) -> list[StartState]:
+    """One WMPO start per complete episode of ``task`` in the store (its real first frame and proprio)."""
+    starts = []
+    for info in store.episodes(task=task, status="complete"):
+        r = store.open(info.episode_id)
+        cam = camera or next(iter(r.spec.cameras))
+        frames = r.images(cam)[:1]
+        starts.append(
+            first_frame_start(
+                frames, r.actions()[:1], r.states()[0], info.instruction, horizon, context_len, info.episode_id
+            )
+        )
+    return starts
+
+
+@dataclass
+class StartSampler:
+    """Draws B starts: a ``kir_share`` of them keyframe starts (WoVR KIR), the rest first frames (WMPO)."""
+
+    first_frames: list[StartState]
+    keyframe_starts: list[StartState]
+    kir_share: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.first_frames and not self.keyframe_starts:
+            raise ValueError("StartSampler: no starts (the store has no complete episodes of this task)")
+        self._rng = np.random.default_rng(self.seed)
+
+    def draw(self, b: int) -> list[StartState]:
+        out = []
+        for _ in range(b):
+            use_kir = bool(self.keyframe_starts) and (not self.first_frames or self._rng.random() < self.kir_share)
+            pool = self.keyframe_starts if use_kir else self.first_frames
+            out.append(pool[int(self._rng.integers(len(pool)))])
+        return out
