@@ -1,0 +1,64 @@
+"""The Celery app of the trainer service: ``celery -A trainer.service.celery_app worker``.
+
+Broker and result backend come from ``ServiceSettings`` (``FLYWHEEL_BROKER_URL``, ...): Redis in
+production, SQLite under the data dir when nothing is set. The settings that make hours-long GPU
+jobs safe:
+
+- ``task_acks_late`` + ``task_reject_on_worker_lost``: a message is acknowledged when its task has
+  finished, not when it starts, so a worker that dies mid-training leaves it to be delivered again.
+- Redis ``visibility_timeout`` longer than the longest stage: an unacknowledged message comes back
+  after this long (a killed worker's task resumes then); shorter, and a stage still running is
+  delivered twice (the stage lease in ``pipeline.py`` makes that safe, but it is wasted work).
+- ``worker_prefetch_multiplier=1``: a worker holds one message at a time; the rest stay in the
+  queue for the other workers.
+- Queues ``gpu`` and ``cpu``: each stage names its queue; ``flywheel worker -Q gpu`` runs with the
+  solo pool (``flywheel worker`` never forks after CUDA is initialised).
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from trainer.service.settings import ServiceSettings, load_settings
+
+WEEK_S = 7 * 24 * 3600
+
+
+def create_app(settings: ServiceSettings | None = None) -> Celery:
+    settings = settings or load_settings()
+    if not settings.on_redis:
+        (settings.root / "celery").mkdir(parents=True, exist_ok=True)
+    app = Celery("flywheel", broker=settings.broker, backend=settings.backend, include=["trainer.service.tasks"])
+    transport = {
+        "visibility_timeout": settings.visibility_timeout_s,
+        "unacked_restore_interval": settings.restore_interval_s,
+        "unacked_restore_throttle": 1,
+    }
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        task_track_started=True,
+        result_extended=True,
+        result_expires=WEEK_S,
+        broker_transport_options=transport,
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_connection_retry_on_startup=True,
+        task_default_queue="cpu",
+        task_queues=(Queue("gpu"), Queue("cpu")),
+        task_routes={"flywheel.snapshot": {"queue": "cpu"}, "flywheel.nightly": {"queue": "cpu"}},
+        worker_hijack_root_logger=False,
+    )
+    from trainer.service.schedule import configure_beat
+
+    configure_beat(app, settings)
+    return app
+
+
+app = create_app()

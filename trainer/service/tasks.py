@@ -1,0 +1,44 @@
+"""The Celery tasks: thin wrappers over ``pipeline.py`` that report progress to the result backend.
+
+Every task takes only the run id (and the stage name): the run record on the shared data dir holds
+the config, the snapshot and the key, so a redelivered message carries nothing stale. Each task
+publishes ``PROGRESS`` (stage, step, total, metrics) through ``update_state`` as the stage reports it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from trainer.service.celery_app import app
+from trainer.service.pipeline import run_stage, snapshot_step
+from trainer.service.settings import load_settings
+
+
+def _publisher(task: Task) -> Any:
+    def publish(meta: dict[str, Any]) -> None:
+        if task.request.id:
+            task.update_state(state="PROGRESS", meta=meta)
+
+    return publish
+
+
+@app.task(bind=True, name="flywheel.snapshot")
+def snapshot_task(self: Task, run_id: str) -> dict[str, Any]:
+    record = snapshot_step(load_settings(), run_id, _publisher(self))
+    return {"run_id": run_id, "stage": "snapshot", "key": record["key"]}
+
+
+@app.task(bind=True, name="flywheel.stage")
+def stage_task(self: Task, run_id: str, stage: str) -> dict[str, Any]:
+    out = run_stage(load_settings(), run_id, stage, _publisher(self))
+    return {"run_id": run_id, "stage": stage, **out.to_json()}
+
+
+@app.task(name="flywheel.nightly")
+def nightly_task() -> str | None:
+    """Beat's entry: start a cycle if enough new episodes came in (see ``schedule.py``)."""
+    from trainer.service.schedule import maybe_start_cycle
+
+    return maybe_start_cycle(load_settings())
