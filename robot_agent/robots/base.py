@@ -79,6 +79,8 @@ class Robot(ABC):
 _ROBOTS: dict[str, str] = {
     # name -> "module:Class", imported on demand so a missing hardware library breaks only its backend.
     "sim": "robot_agent.robots.sim:SimRobot",
+    "dds": "robot_agent.robots.dds:DDSRobot",
+    "lerobot": "robot_agent.robots.lerobot_arm:LeRobotArm",
 }
 
 
