@@ -1,0 +1,87 @@
+"""The registry's database: an engine for SQLite (default) or PostgreSQL (by URL), and the ORM base.
+
+Times are stored as naive UTC and read back as aware UTC (``UTCDateTime``), so SQLite and
+PostgreSQL give the same answers. A PostgreSQL ``schema`` puts every table in that schema (created
+if missing): several registries (and test runs) can share one database without colliding.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import StaticPool
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timestamp that goes in as any aware datetime and comes out as aware UTC."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("UTCDateTime needs an aware datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, dict[str, Any]: sa.JSON, list[str]: sa.JSON}
+
+
+def make_engine(url: str, *, schema: str | None = None) -> Engine:
+    """An engine for ``url`` with the registry's tables created.
+
+    ``sqlite:///path.db`` (the folder is created), ``sqlite://`` (in memory, one shared connection) or
+    ``postgresql+psycopg://user@host:5432/db``; ``schema`` (PostgreSQL only) isolates the tables."""
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        path = sa.engine.make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            kwargs["poolclass"] = StaticPool
+    else:
+        kwargs["pool_pre_ping"] = True
+    engine = sa.create_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        # WAL lets readers (the dashboard) run while a robot's report is being written.
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(conn: Any, _record: Any) -> None:
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+    if schema:
+        if engine.dialect.name != "postgresql":
+            raise ValueError(f"a schema ({schema!r}) needs PostgreSQL, not {engine.dialect.name}")
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        engine = engine.execution_options(schema_translate_map={None: schema})
+    from data_store.registry import models  # noqa: F401  (registers the tables on Base.metadata)
+
+    Base.metadata.create_all(engine)
+    return engine
+
+
+def drop_schema(url: str, schema: str) -> None:
+    """Remove a PostgreSQL schema and everything in it (test cleanup)."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()

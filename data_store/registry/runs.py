@@ -1,0 +1,71 @@
+"""Training runs requested through the control plane: who asked, with what, how far along, the result.
+
+The trainer (another process) reports progress through the REST API; when the trainer service is not
+installed the run is kept with status ``unavailable`` and the reason, so nothing asked for is lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from data_store.registry import audit
+from data_store.registry.db import utcnow
+from data_store.registry.errors import Invalid, NotFound
+from data_store.registry.models import TrainingRun
+
+STATUSES = ("requested", "running", "succeeded", "failed", "unavailable")
+
+
+def request_run(s: Session, params: dict[str, Any], *, by: str) -> TrainingRun:
+    row = TrainingRun(status="requested", params=params, requested_by=by, result={})
+    s.add(row)
+    s.flush()
+    audit.record(s, "train", actor=by, run=row.id, params=params)
+    return row
+
+
+def update_run(
+    s: Session,
+    run_id: int,
+    *,
+    status: str | None = None,
+    stage: str | None = None,
+    progress: float | None = None,
+    result: dict[str, Any] | None = None,
+    reason: str | None = None,
+    external_id: str | None = None,
+) -> TrainingRun:
+    row = get_run(s, run_id)
+    if status is not None:
+        if status not in STATUSES:
+            raise Invalid(f"status: expected one of {STATUSES}, got {status!r}")
+        row.status = status
+    if progress is not None:
+        if not 0.0 <= progress <= 1.0:
+            raise Invalid(f"progress: expected 0..1, got {progress}")
+        row.progress = progress
+    if stage is not None:
+        row.stage = stage
+    if result is not None:
+        row.result = result
+    if reason is not None:
+        row.reason = reason
+    if external_id is not None:
+        row.external_id = external_id
+    row.updated_at = utcnow()
+    s.flush()
+    return row
+
+
+def get_run(s: Session, run_id: int) -> TrainingRun:
+    row = s.get(TrainingRun, run_id)
+    if row is None:
+        raise NotFound(f"no training run {run_id}")
+    return row
+
+
+def list_runs(s: Session, *, limit: int = 100) -> list[TrainingRun]:
+    return list(s.scalars(sa.select(TrainingRun).order_by(TrainingRun.id.desc()).limit(limit)))

@@ -1,0 +1,311 @@
+"""The policy registry against real SQLite and PostgreSQL: immutable versions, idempotent registration,
+aliases, the audit log's two questions, canary rollouts, rollback, tokens."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from data_store.registry import (
+    FLEET,
+    Conflict,
+    Invalid,
+    NotFound,
+    Registry,
+    audit,
+    fleet,
+    policies,
+    robot_scope,
+    rollouts,
+    runs,
+    tokens,
+)
+from data_store.registry.db import drop_schema, utcnow
+from data_store.registry.models import AuditEvent
+from tests.conftest import need
+from vla.manifest import verify_artifact, write_manifest
+
+PG_URL = os.environ.get("FLYWHEEL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+SPEC = {"action_dim": 4, "state_dim": 4, "action_low": [-1] * 4, "action_high": [1] * 4}
+
+
+def _pg_reachable() -> bool:
+    try:
+        engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 2})
+        with engine.connect():
+            pass
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def reg(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
+    if request.param == "sqlite":
+        r = Registry(f"sqlite:///{tmp_path}/registry.db", tmp_path / "artifacts")
+        yield r
+        r.close()
+        return
+    need(_pg_reachable(), f"PostgreSQL at {PG_URL}")
+    schema = f"test_registry_{uuid.uuid4().hex[:10]}"  # one schema per test: parallel runs do not collide
+    r = Registry(PG_URL, tmp_path / "artifacts", schema=schema)
+    try:
+        yield r
+    finally:
+        r.close()
+        drop_schema(PG_URL, schema)
+
+
+def make_artifact(folder: Path, seed: int, *, parent: str | None = None, success: float = 0.5) -> Path:
+    """An artifact in the vla format (manifest with sha256 of each file) with stand-in payload bytes:
+    the registry never reads the weights."""
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(os.urandom(64) + seed.to_bytes(4, "little"))
+    (folder / "config.json").write_text('{"format": "test"}')
+    (folder / "norm_stats.json").write_text("{}")
+    write_manifest(
+        folder,
+        parent_version=parent,
+        training_run=f"run-{seed}",
+        dataset_snapshot=None,
+        metrics={"success_rate": success},
+        robot_spec=SPEC,
+        created_at="2026-01-01T00:00:00+00:00",
+    )
+    return folder
+
+
+def register(reg: Registry, folder: Path, by: str = "alice") -> str:
+    with reg.session() as s:
+        row, _ = policies.register_policy(s, reg.artifacts, folder, by=by, verify=verify_artifact)
+        return row.version
+
+
+def test_register_is_immutable_and_idempotent(reg: Registry, tmp_path: Path) -> None:
+    art = make_artifact(tmp_path / "a", 1, parent="vla-parent")
+    with reg.session() as s:
+        row, created = policies.register_policy(s, reg.artifacts, art, by="alice", verify=verify_artifact)
+        assert created
+        version, sha = row.version, row.sha256
+    assert version.startswith("vla-")  # the manifest's content version names it
+    with reg.session() as s:
+        again, created = policies.register_policy(s, reg.artifacts, art, by="bob", verify=verify_artifact)
+        assert not created and again.version == version and again.created_by == "alice"
+        got = policies.get_policy(s, version)
+        assert got.parent == "vla-parent" and got.training_run == "run-1"
+        assert got.metrics == {"success_rate": 0.5} and got.action_dim == 4
+        assert Path(got.artifact_path, "manifest.json").is_file() and got.sha256 == sha
+        assert len(policies.list_policies(s)) == 1
+        with pytest.raises(Invalid, match="names itself"):
+            policies.register_policy(s, reg.artifacts, art, by="bob", version="other-name")
+
+
+def test_tampered_artifact_is_refused_and_not_stored(reg: Registry, tmp_path: Path) -> None:
+    art = make_artifact(tmp_path / "a", 2)
+    (art / "norm_stats.json").write_text('{"tampered": true}')
+    with reg.session() as s, pytest.raises(Invalid, match=r"norm_stats.json.*altered"):
+        policies.register_policy(s, reg.artifacts, art, by="alice", verify=verify_artifact)
+    with reg.session() as s:
+        assert policies.list_policies(s) == []
+    assert not any(p.is_dir() and not p.name.startswith(".") for p in reg.artifacts.root.iterdir())
+
+
+def test_aliases_per_robot_and_fleet(reg: Registry, tmp_path: Path) -> None:
+    v1, v2 = register(reg, make_artifact(tmp_path / "a", 1)), register(reg, make_artifact(tmp_path / "b", 2))
+    with reg.session() as s:
+        fleet.register_robot(s, "r1", SPEC, by="r1")
+        assert policies.desired_version(s, "r1") is None
+        policies.set_alias(s, FLEET, "production", v1, by="alice")
+        policies.set_alias(s, FLEET, "candidate", v2, by="alice")
+        assert policies.desired_version(s, "r1") == v1
+        policies.set_alias(s, robot_scope("r1"), "production", v2, by="alice")
+        assert policies.desired_version(s, "r1") == v2
+        assert policies.resolve(s, "candidate").version == v2
+        assert policies.get_alias(s, robot_scope("r1"), "production").previous is None  # type: ignore[union-attr]
+        with pytest.raises(NotFound):
+            policies.set_alias(s, FLEET, "production", "vla-nope", by="alice")
+
+
+def test_audit_answers_which_version_ran_when_and_who_rolled_out(reg: Registry, tmp_path: Path) -> None:
+    v1, v2 = register(reg, make_artifact(tmp_path / "a", 1)), register(reg, make_artifact(tmp_path / "b", 2))
+    t0 = utcnow()
+    with reg.session() as s:
+        fleet.register_robot(s, "r1", SPEC, by="r1")
+        fleet.heartbeat(s, "r1", running_version=v1, health={"ok": True})
+        rollouts.start_rollout(s, v2, ["r1"], by="carol")
+        fleet.report_swap(s, "r1", version=v2, ok=True, at=t0 + timedelta(seconds=10))
+        fleet.report_swap(s, "r1", version="vla-bad", ok=False, reason="NaN", at=t0 + timedelta(seconds=20))
+    with reg.session() as s:
+        assert audit.version_running_at(s, "r1", t0 - timedelta(seconds=5)) is None
+        assert audit.version_running_at(s, "r1", t0 + timedelta(seconds=5)) == v1
+        assert audit.version_running_at(s, "r1", t0 + timedelta(seconds=15)) == v2
+        assert audit.version_running_at(s, "r1", t0 + timedelta(seconds=25)) == v2  # the refusal changed nothing
+        who = audit.events(s, actions=("rollout",))
+        assert [(e.actor, e.version) for e in who] == [("carol", v2)]
+        refused = audit.events(s, robot_id="r1", actions=("swap_refused",))
+        assert refused[0].detail["reason"] == "NaN"
+
+
+def test_audit_log_is_append_only(reg: Registry, tmp_path: Path) -> None:
+    register(reg, make_artifact(tmp_path / "a", 1))
+    with reg.session() as s:
+        event = s.scalars(sa.select(AuditEvent)).first()
+        assert event is not None
+        event.actor = "mallory"
+        with pytest.raises(PermissionError, match="append-only"):
+            s.flush()
+        s.rollback()
+    with reg.session() as s:
+        event = s.scalars(sa.select(AuditEvent)).first()
+        assert event is not None
+        s.delete(event)
+        with pytest.raises(PermissionError):
+            s.flush()
+        s.rollback()
+
+
+def _episodes(reg: Registry, robot: str, version: str, outcomes: list[bool]) -> None:
+    with reg.session() as s:
+        for ok in outcomes:
+            fleet.index_episode(
+                s,
+                episode_id=uuid.uuid4().hex,
+                robot_id=robot,
+                policy_version=version,
+                task="drawer-close",
+                success="true" if ok else "false",
+                length=50,
+                ended_at=utcnow(),
+            )
+            rollouts.evaluate_for_robot(s, robot)
+
+
+@pytest.mark.parametrize("canary_ok", [True, False])
+def test_canary_promotes_or_halts_on_success_rate(reg: Registry, tmp_path: Path, canary_ok: bool) -> None:
+    v1, v2 = register(reg, make_artifact(tmp_path / "a", 1)), register(reg, make_artifact(tmp_path / "b", 2))
+    robots = ["r1", "r2", "r3"]
+    with reg.session() as s:
+        for r in robots:
+            fleet.register_robot(s, r, SPEC, by=r)
+        rollouts.start_rollout(s, v1, None, by="carol")  # everyone, and the fleet alias
+    _episodes(reg, "r1", v1, [True, True, False, True])  # baseline 0.75
+    with reg.session() as s:
+        ro = rollouts.start_rollout(s, v2, robots, canary=1, min_episodes=4, by="carol")
+        rollout_id = ro.id
+        assert ro.threshold == pytest.approx(0.65)
+        assert [policies.desired_version(s, r) for r in robots] == [v2, v1, v1]
+    _episodes(reg, "r1", v2, [True, True, canary_ok])
+    with reg.session() as s:
+        assert rollouts.get_rollout(s, rollout_id).status == "canary"  # 3 < min_episodes
+    _episodes(reg, "r1", v2, [canary_ok])
+    with reg.session() as s:
+        ro = rollouts.get_rollout(s, rollout_id)
+        if canary_ok:
+            assert ro.status == "complete", ro.reason
+            assert [policies.desired_version(s, r) for r in robots] == [v2, v2, v2]
+        else:
+            assert ro.status == "halted" and "canary failed: 2/4" in (ro.reason or "")
+            assert [policies.desired_version(s, r) for r in robots] == [v1, v1, v1]
+
+
+def test_rollback_to_previous_and_named(reg: Registry, tmp_path: Path) -> None:
+    v1, v2, v3 = (register(reg, make_artifact(tmp_path / n, i)) for i, n in enumerate("abc"))
+    with reg.session() as s:
+        for r in ("r1", "r2"):
+            fleet.register_robot(s, r, SPEC, by=r)
+        with pytest.raises(Invalid, match="nothing to roll back"):
+            rollouts.rollback(s, by="carol")
+        rollouts.start_rollout(s, v1, None, by="carol")
+        rollouts.start_rollout(s, v2, ["r1", "r2"], by="carol")
+        out = rollouts.rollback(s, by="dave")
+        assert out["moved"] == {robot_scope("r1"): v1, robot_scope("r2"): v1}
+        assert FLEET in out["skipped"]  # the fleet alias only ever pointed at v1
+        assert [policies.desired_version(s, r) for r in ("r1", "r2")] == [v1, v1]
+        rollouts.rollback(s, ["r2"], to=v3, by="dave")
+        assert [policies.desired_version(s, r) for r in ("r1", "r2")] == [v1, v3]
+        assert rollouts.list_rollouts(s)[0].status == "rolled_back"
+        with pytest.raises(NotFound):
+            rollouts.rollback(s, ["r9"], by="dave")
+        who = audit.events(s, actions=("rollback",))
+        assert [e.actor for e in who] == ["dave", "dave"]
+
+
+def test_success_over_time_per_version(reg: Registry, tmp_path: Path) -> None:
+    v1 = register(reg, make_artifact(tmp_path / "a", 1))
+    with reg.session() as s:
+        fleet.register_robot(s, "r1", SPEC, by="r1")
+    _episodes(reg, "r1", v1, [True, False, True, True])
+    with reg.session() as s:
+        series = fleet.success_over_time(s, bucket_s=86400)
+        assert sum(p["episodes"] for p in series[v1]) == 4
+        assert sum(p["successes"] for p in series[v1]) == 3
+        rate = fleet.success_rate(s, v1)
+        assert (rate.episodes, rate.successes) == (4, 3)
+
+
+def test_training_runs_and_tokens(reg: Registry) -> None:
+    with reg.session() as s:
+        run = runs.request_run(s, {"task": "drawer-close"}, by="alice")
+        runs.update_run(s, run.id, status="running", stage="world_model", progress=0.4)
+        with pytest.raises(Invalid):
+            runs.update_run(s, run.id, progress=1.5)
+        token, row = tokens.create_token(s, "operator", name="robot r1")
+        assert token not in row.token_sha256 and len(row.token_sha256) == 64
+    with reg.session() as s:
+        assert runs.get_run(s, run.id).progress == pytest.approx(0.4)
+        found = tokens.authenticate(s, token)
+        assert found is not None and found.role == "operator"
+        assert tokens.authenticate(s, token + "x") is None
+        tokens.revoke_token(s, found.id)
+        assert tokens.authenticate(s, token) is None
+        assert tokens.role_allows("admin", "operator") and not tokens.role_allows("viewer", "operator")
+        with pytest.raises(Invalid):
+            tokens.create_token(s, "root")
+
+
+def test_same_artifact_registered_concurrently_gives_one_version(reg: Registry, tmp_path: Path) -> None:
+    import threading
+
+    art = make_artifact(tmp_path / "a", 7)
+    versions: list[str] = []
+    errors: list[BaseException] = []
+
+    def go() -> None:
+        try:
+            versions.append(register(reg, art))
+        except BaseException as e:  # collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=go) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with reg.session() as s:
+        count = len(policies.list_policies(s))
+    if reg.engine.dialect.name == "sqlite":  # SQLite serialises writers: every call must succeed
+        assert not errors, errors
+    assert count == 1 and len(set(versions)) == 1 and versions
+
+
+def test_a_version_name_cannot_be_reused_for_other_content(reg: Registry, tmp_path: Path) -> None:
+    plain = []  # artifacts whose manifest names no version: the caller names them
+    for i in range(2):
+        folder = tmp_path / f"p{i}"
+        folder.mkdir()
+        (folder / "manifest.json").write_text(f'{{"files": {{}}, "n": {i}}}')
+        plain.append(folder)
+    with reg.session() as s:
+        row, _ = policies.register_policy(s, reg.artifacts, plain[0], by="x", version="v-same")
+        assert row.version == "v-same"
+        with pytest.raises(Conflict, match="immutable"):
+            policies.register_policy(s, reg.artifacts, plain[1], by="x", version="v-same")
+        unnamed, _ = policies.register_policy(s, reg.artifacts, plain[1], by="x")
+        assert unnamed.version == f"v{unnamed.id}"
