@@ -15,6 +15,7 @@ from serving.cli import app as serve_app
 from sim.cli import app as sim_app
 from trainer.cli import app as train_app
 from trainer.cli import bench_app
+from trainer.cli_service import beat, worker
 
 app = typer.Typer(
     name="flywheel",
@@ -28,6 +29,8 @@ app.add_typer(sim_app, name="sim", help="The simulated arm (Meta-World): tasks a
 app.add_typer(train_app, name="train", help="Train policies, world models and reward models.")
 app.add_typer(bench_app, name="bench", help="Benchmarks that print JSON lines.")
 app.add_typer(serve_app, name="serve", help="The control-plane server: registry, rollouts, dashboard.")
+app.command()(worker)
+app.command()(beat)
 
 
 @app.command()

@@ -1,9 +1,189 @@
-"""Commands of one trainer family. `register` adds them to `flywheel train` / `flywheel bench`."""
+"""The trainer service's commands: ``flywheel train cycle``, ``flywheel train status``, ``flywheel worker``,
+``flywheel beat``. typer and rich only at module level; Celery loads inside the commands."""
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+
+console = Console()
+FINAL = ("succeeded", "failed")
+STATE_STYLE = {"done": "green", "succeeded": "green", "running": "yellow", "failed": "red", "queued": "dim"}
+
+
+def cycle(
+    policy: str = typer.Option("", help="The policy artifact directory to improve."),
+    task: str = typer.Option("", help="Train on this task's episodes only (default: every complete episode)."),
+    preset: str = typer.Option("tiny", help="Model sizes: tiny | small | base."),
+    sim_task: str = typer.Option("", help="Also evaluate the candidate in the simulator on this Meta-World task."),
+    sim_episodes: int = typer.Option(0, min=0, help="Simulator episodes for the evaluation."),
+    seed: int = typer.Option(0),
+    config: Path | None = typer.Option(None, help="A JSON CycleConfig; the options above override its fields."),
+    inline: bool = typer.Option(False, help="Run every stage in this process, without a broker or worker."),
+    wait: bool = typer.Option(False, help="Follow the run with progress bars until it ends."),
+) -> None:
+    """Start one flywheel cycle (snapshot → world model ∥ reward model → imagined GRPO → evaluate → register)."""
+    from trainer.service.pipeline import run_cycle_inline, submit_cycle
+    from trainer.service.settings import load_settings
+    from trainer.service.stage import CycleConfig, StageError
+
+    base: dict[str, Any] = {}
+    if config is not None:
+        try:
+            base = json.loads(config.read_text())
+        except (OSError, ValueError) as e:
+            raise typer.BadParameter(f"cannot read {config}: {e}", param_hint="--config") from e
+    fields = {"policy": policy, "task": task, "preset": preset, "sim_task": sim_task}
+    base.update({k: v for k, v in fields.items() if v})
+    if sim_episodes:
+        base["sim_episodes"] = sim_episodes
+    if seed:
+        base["seed"] = seed
+    try:
+        cfg = CycleConfig.from_json(base)
+    except TypeError as e:
+        raise typer.BadParameter(f"not a cycle config: {e}", param_hint="--config") from e
+    settings = load_settings()
+    try:
+        if inline:
+            result = run_cycle_inline(cfg, settings)
+            run_id = result["run_id"]
+        else:
+            run_id = submit_cycle(cfg, settings)
+    except StageError as e:
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(1) from None
+    except Exception as e:  # the broker is down, the data dir is not writable: one line, no traceback
+        console.print(f"[red]cannot start the cycle: {type(e).__name__}: {e}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"run [bold]{run_id}[/bold]" + (" (inline)" if inline else f" queued on {_where(settings)}"))
+    if wait or inline:
+        record = _follow(run_id) if wait else result
+        console.print(status_view(record))
+        if record["state"] == "failed":
+            raise typer.Exit(1)
+
+
+def status(
+    run: str = typer.Argument("", help="The run id (default: list the latest runs)."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Refresh until the run ends."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run record as JSON."),
+) -> None:
+    """Show a run's stages with progress bars, metrics and, if it failed, why."""
+    from trainer.service.progress import list_runs, run_status
+
+    if not run:
+        console.print(runs_table(list_runs()))
+        return
+    try:
+        record = _follow(run) if follow else run_status(run)
+    except (KeyError, ValueError) as e:
+        console.print(f"[red]{e.args[0] if e.args else e}[/red]")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(record, indent=1, sort_keys=True))
+    else:
+        console.print(status_view(record))
+
+
+def worker(
+    queues: str = typer.Option("gpu,cpu", "--queues", "-Q", help="Queues to take work from: gpu, cpu or both."),
+    pool: str = typer.Option("solo", help="solo (one task in this process; required for GPU) or prefork."),
+    concurrency: int = typer.Option(1, min=1, help="Tasks at once (prefork only)."),
+    hostname: str = typer.Option("", "--hostname", "-n", help="Worker name (default: flywheel@<host>)."),
+    loglevel: str = typer.Option("info"),
+) -> None:
+    """Start a trainer worker (Celery) on the configured broker (FLYWHEEL_BROKER_URL; default: SQLite, no server)."""
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    if not names or any(q not in ("gpu", "cpu") for q in names):
+        raise typer.BadParameter(f"expected gpu, cpu or gpu,cpu; got {queues!r}", param_hint="--queues")
+    if "gpu" in names and pool != "solo":
+        why = "a GPU worker runs the solo pool: CUDA cannot be used after a fork"
+        raise typer.BadParameter(why, param_hint="--pool")
+    from trainer.service.celery_app import app
+    from trainer.service.settings import load_settings
+
+    argv = ["worker", "-Q", ",".join(names), "-P", pool, "-c", str(concurrency), "--loglevel", loglevel]
+    argv += ["-n", hostname or "flywheel@%h"]
+    if not load_settings().on_redis:  # the SQLite transport has no broadcast: no gossip, mingle or events
+        argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    app.worker_main(argv)
+
+
+def beat(loglevel: str = typer.Option("info")) -> None:
+    """Start the nightly schedule (celery beat): a cycle at FLYWHEEL_NIGHTLY_HOUR:MINUTE when enough new episodes."""
+    from trainer.service.celery_app import app
+
+    # the in-memory scheduler: Celery's default keeps its state in a shelve (pickle) file, and the
+    # nightly trigger needs no memory of its own (its watermark lives on the data dir).
+    app.start(["beat", "--scheduler", "celery.beat:Scheduler", "--loglevel", loglevel])
+
+
+def _where(settings: Any) -> str:
+    return settings.broker.split("@")[-1] if settings.on_redis else settings.broker
+
+
+def _follow(run_id: str, every_s: float = 0.5) -> dict[str, Any]:
+    from trainer.service.progress import run_status
+
+    record = run_status(run_id)
+    with Live(status_view(record), console=console, refresh_per_second=4, transient=True) as live:
+        while record["state"] not in FINAL:
+            time.sleep(every_s)
+            record = run_status(run_id)
+            live.update(status_view(record))
+    return record
+
+
+def status_view(record: dict[str, Any]) -> Group:
+    """The run's header line, one progress bar per stage, and the candidate or the reason it failed."""
+    state = record["state"]
+    head = f"run [bold]{record['run_id']}[/bold]  [{STATE_STYLE.get(state, '')}]{state}[/]"
+    if record.get("key"):
+        head += f"  key {record['key']}"
+    table = Table(box=None, pad_edge=False)
+    for col in ("stage", "state", "progress", "step", "metrics"):
+        table.add_column(col)
+    for p in record.get("progress", []):
+        total = p.get("total") or (1 if p["state"] == "done" else None)
+        step = p.get("step") or (total if p["state"] == "done" else 0)
+        bar = ProgressBar(total=float(total) if total else None, completed=float(step or 0), width=24)
+        metrics = "  ".join(f"{k}={v:.4g}" for k, v in sorted((p.get("metrics") or {}).items()))
+        label = p["state"] + (" (reused)" if p.get("reused") else "") + (" (resumed)" if p.get("resumed") else "")
+        style = STATE_STYLE.get(p["state"], "")
+        table.add_row(p["stage"], f"[{style}]{label}[/]", bar, f"{step}/{total or '?'}", metrics)
+    parts: list[Any] = [head, table]
+    if record.get("reason"):
+        parts.append(f"[red]reason: {record['reason']}[/red]")
+    if record.get("candidate"):
+        c = record["candidate"]
+        metrics = "  ".join(f"{k}={v:.4g}" for k, v in sorted(c.get("metrics", {}).items()))
+        parts.append(f"[green]candidate {c['version']}[/green]  {metrics}")
+    return Group(*parts)
+
+
+def runs_table(runs: list[dict[str, Any]]) -> Table:
+    table = Table(title="flywheel runs")
+    for col in ("run", "state", "trigger", "episodes", "candidate", "reason"):
+        table.add_column(col)
+    for r in runs:
+        episodes = str(len(r["snapshot"]["episodes"])) if r.get("snapshot") else "-"
+        candidate = (r.get("candidate") or {}).get("version", "-")
+        style = STATE_STYLE.get(r["state"], "")
+        reason = r.get("reason") or ""
+        table.add_row(r["run_id"], f"[{style}]{r['state']}[/]", r["trigger"], episodes, candidate, reason)
+    return table
 
 
 def register(train: typer.Typer, bench: typer.Typer) -> None:
     """Add this family's commands."""
+    train.command()(cycle)
+    train.command()(status)

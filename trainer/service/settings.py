@@ -24,9 +24,8 @@ class ServiceSettings(BaseSettings):
 
     data_dir: Path = Field(default=Path("flywheel_data"), description="Runs, locks and the embedded broker live here.")
     store: str = Field(default="", description="The episode store (a path); default: DATA_DIR/episodes.")
-    registry_url: str = Field(
-        default="", description="The policy registry database; default: the registry's own default."
-    )
+    registry_url: str = Field(default="", description="The policy registry database; default: SQLite under DATA_DIR.")
+    registry_artifacts: str = Field(default="", description="The registry's artifact folder; default: under DATA_DIR.")
     broker_url: str = Field(default="", description="Celery broker; empty: sqla+sqlite under DATA_DIR (no server).")
     result_backend: str = Field(default="", description="Celery result backend; empty: db+sqlite under DATA_DIR.")
     # A message a worker has taken but not acknowledged comes back to the queue after this long
@@ -67,6 +66,14 @@ class ServiceSettings(BaseSettings):
     @property
     def store_path(self) -> str:
         return self.store or str(self.root / "episodes")
+
+    @property
+    def registry_db(self) -> str:
+        return self.registry_url or f"sqlite:///{self.root / 'registry' / 'registry.db'}"
+
+    @property
+    def registry_artifacts_dir(self) -> Path:
+        return Path(self.registry_artifacts) if self.registry_artifacts else self.root / "registry" / "artifacts"
 
     @property
     def broker(self) -> str:

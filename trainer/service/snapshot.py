@@ -72,19 +72,26 @@ def idempotency_key(snapshot: Snapshot, config: CycleConfig) -> str:
 
 
 def policy_action_dim(policy: str) -> int:
-    """The action dimension of a policy artifact, from its ``config.json``; StageError when it is missing."""
-    path = Path(policy).expanduser()
+    """The action dimension of a policy artifact, checked against its manifest (sha256 of every file).
+
+    StageError when the artifact is missing, altered, or names no action space."""
+    from vla.manifest import ArtifactError, verify_artifact
+
     if not policy:
         raise StageError("no policy to improve: pass --policy PATH (a policy artifact directory)")
+    path = Path(policy).expanduser()
     if not path.is_dir():
         raise StageError(f"missing policy artifact: {path} is not a directory")
-    config = path / "config.json"
-    if not config.is_file():
-        raise StageError(f"missing policy artifact: {config} does not exist")
     try:
-        return int(json.loads(config.read_text())["action_dim"])
-    except (KeyError, ValueError, TypeError) as e:
-        raise StageError(f"policy artifact {path}: config.json has no integer action_dim ({e})") from e
+        verify_artifact(path)
+        config = json.loads((path / "config.json").read_text())
+    except (ArtifactError, OSError, ValueError) as e:
+        raise StageError(f"policy artifact {path}: {e}") from e
+    spec = config.get("robot_spec") or {}
+    dim = spec.get("action_dim", (config.get("model") or {}).get("action_dim"))
+    if not isinstance(dim, int):
+        raise StageError(f"policy artifact {path}: config.json names no action_dim")
+    return dim
 
 
 def take_snapshot(store_path: str, config: CycleConfig) -> Snapshot:
