@@ -34,14 +34,14 @@ def test_round_trip_with_depth(store_dir: Path) -> None:
     assert r.info.policy_version == "v3" and r.info.meta == {"seed": 7} and r.info.instruction == "close the drawer"
     images = r.images("corner")
     assert images.shape == (70, 16, 16, 3) and images.dtype == np.uint8
-    assert np.array_equal(images[:, 0, 0, 0], np.arange(70))
+    assert np.array_equal(images[:, 0, 0, 0], np.arange(70) + 1)
     depth = r.depth("corner")
-    assert depth.dtype == np.uint16 and np.array_equal(depth[:, 3, 3], np.arange(70) * 10)
+    assert depth.dtype == np.uint16 and np.array_equal(depth[:, 3, 3], (np.arange(70) + 1) * 10)
     assert r.states().dtype == np.float32 and np.array_equal(r.states()[:, 0], np.arange(70))
     assert np.array_equal(r.actions()[:, 2], (np.arange(70) / 1000.0).astype(np.float32))
     assert r.timestamps().dtype == np.float64 and r.timestamps()[-1] == pytest.approx(6.9)
     obs = r.observation(42)
-    assert obs.images["corner"][0, 0, 0] == 42 and obs.depth is not None and obs.depth["corner"][0, 0] == 420
+    assert obs.images["corner"][0, 0, 0] == 43 and obs.depth is not None and obs.depth["corner"][0, 0] == 430
     assert obs.instruction == "close the drawer"
     # arrays are trimmed to the length on finish
     import zarr
@@ -74,7 +74,7 @@ def test_bad_observation_names_field_and_writes_nothing(store_dir: Path, breaks,
     w.append(*step(spec, 1))  # the episode is still consistent and accepts good steps
     w.finish(None)
     r = store.open(w.episode_id)
-    assert len(r) == 2 and list(r.images("corner")[:, 0, 0, 0]) == [0, 1] and list(r.states()[:, 0]) == [0, 1]
+    assert len(r) == 2 and list(r.images("corner")[:, 0, 0, 0]) == [1, 2] and list(r.states()[:, 0]) == [0, 1]
 
 
 @pytest.mark.parametrize(
