@@ -30,11 +30,15 @@ def create_app(settings: ServiceSettings | None = None) -> Celery:
     if not settings.on_redis:
         (settings.root / "celery").mkdir(parents=True, exist_ok=True)
     app = Celery("flywheel", broker=settings.broker, backend=settings.backend, include=["trainer.service.tasks"])
-    transport = {
+    transport: dict[str, object] = {
         "visibility_timeout": settings.visibility_timeout_s,
         "unacked_restore_interval": settings.restore_interval_s,
         "unacked_restore_throttle": 1,
     }
+    backend_transport: dict[str, object] = {"visibility_timeout": settings.visibility_timeout_s}
+    if settings.redis_prefix:
+        transport["global_keyprefix"] = settings.redis_prefix
+        backend_transport["global_keyprefix"] = settings.redis_prefix
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -48,7 +52,7 @@ def create_app(settings: ServiceSettings | None = None) -> Celery:
         result_extended=True,
         result_expires=WEEK_S,
         broker_transport_options=transport,
-        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        result_backend_transport_options=backend_transport,
         broker_connection_retry_on_startup=True,
         task_default_queue="cpu",
         task_queues=(Queue("gpu"), Queue("cpu")),

@@ -54,12 +54,12 @@ def _flock(fd: int, *, wait: bool, timeout_s: float | None) -> bool:
 
 
 @contextlib.contextmanager
-def redis_lock(url: str, name: str, *, ttl_s: float, wait: bool = True) -> Iterator[bool]:
+def redis_lock(url: str, name: str, *, ttl_s: float, wait: bool = True, prefix: str = "") -> Iterator[bool]:
     """A Redis lock that expires ``ttl_s`` after its holder stops renewing it (renewed every ttl/3)."""
     import redis
 
     client = redis.Redis.from_url(url)
-    lock = client.lock(REDIS_PREFIX + name, timeout=ttl_s, sleep=0.05, thread_local=False)
+    lock = client.lock(prefix + REDIS_PREFIX + name, timeout=ttl_s, sleep=0.05, thread_local=False)
     acquired = bool(lock.acquire(blocking=wait))
     stop = threading.Event()
     renewer = threading.Thread(target=_renew, args=(lock, ttl_s, stop), daemon=True)
@@ -85,7 +85,7 @@ def _renew(lock: object, ttl_s: float, stop: threading.Event) -> None:
 def service_lock(settings: ServiceSettings, name: str, *, ttl_s: float, wait: bool = True) -> Iterator[bool]:
     """The lock that fits the deployment: Redis when the broker is Redis (several machines), else a file."""
     if settings.on_redis:
-        with redis_lock(settings.broker, name, ttl_s=ttl_s, wait=wait) as acquired:
+        with redis_lock(settings.broker, name, ttl_s=ttl_s, wait=wait, prefix=settings.redis_prefix) as acquired:
             yield acquired
     else:
         with file_lock(settings.root / "locks" / f"{name}.lock", wait=wait) as acquired:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainer.service.locks import service_lock
@@ -128,15 +129,14 @@ def _run_once(
     run_id: str,
     record: Mapping[str, Any],
     stage: Stage,
-    work_dir: Any,
+    work_dir: Path,
     publish: Publish | None,
 ) -> StageOutput:
-    inputs = {}
-    for need in stage.needs:
-        path = work_dir / need / "done.json"
-        if not path.is_file():
-            raise StageError(f"{stage.name}: the stage it needs, {need!r}, has not finished")
-        inputs[need] = StageOutput.from_json(read_json(path))
+    try:
+        inputs = _inputs(work_dir, stage)
+    except StageError as e:
+        fail_run(settings, run_id, stage.name, str(e))
+        raise
     ctx = StageContext(
         run_id=run_id,
         key=record["key"],
@@ -167,6 +167,16 @@ def _run_once(
         raise
     update_stage(settings, run_id, stage.name, state="done", metrics=dict(out.metrics), finished_at=time.time())
     return out
+
+
+def _inputs(work_dir: Path, stage: Stage) -> dict[str, StageOutput]:
+    inputs = {}
+    for need in stage.needs:
+        path = work_dir / need / "done.json"
+        if not path.is_file():
+            raise StageError(f"{stage.name}: the stage it needs, {need!r}, has not finished")
+        inputs[need] = StageOutput.from_json(read_json(path))
+    return inputs
 
 
 def _stage_file(settings: ServiceSettings, run_id: str, stage: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ class ServiceSettings(BaseSettings):
     registry_artifacts: str = Field(default="", description="The registry's artifact folder; default: under DATA_DIR.")
     broker_url: str = Field(default="", description="Celery broker; empty: sqla+sqlite under DATA_DIR (no server).")
     result_backend: str = Field(default="", description="Celery result backend; empty: db+sqlite under DATA_DIR.")
+    redis_prefix: str = Field(default="", description="Prefix of every Redis key (several flywheels, one Redis).")
     # A message a worker has taken but not acknowledged comes back to the queue after this long
     # (Redis). It must exceed the longest stage, or a stage still running is delivered a second time
     # (harmless, see pipeline.py, but wasted work). A killed worker's task waits this long to resume.
