@@ -1,0 +1,174 @@
+"""WMPO in imagination, and WoVR's policy–world-model co-evolution (PACE) on top of it.
+
+:func:`wmpo` is WMPO's RL stage (PAPERS.md §1.1 steps 5–7): starts from the store's real episodes (first
+frames, plus a ``kir_share`` of keyframe starts for WoVR KIR, §2.5), imagined groups from
+``trainer/imagine.py``, the GRPO update of ``trainer/grpo.py``.
+
+:func:`coevolve` is WoVR PACE (§2.1 step 5): RL in WM_Base → collect a *limited* set of real rollouts of
+the evolved policy → fine-tune the world model and the reward model on the old and new episodes
+(WM_Evo) → continue RL. Done once, as WoVR does ("only once, or at very low frequency"). The lifelong
+loop of WMPO §4.5 repeats the same three steps per round (``trainer/lifelong.py``).
+
+Departures: the number of extra real rollouts is not in WoVR's available text (PAPERS.md §6); ours is a
+parameter, and the bench counts those episodes in the variant's real budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from trainer.grpo import DrawGroups, GRPOConfig, Rollouts, make_optimizer, train_grpo
+from trainer.imagine import ImagineConfig, ProprioModel, StartSampler, first_frame_starts, imagine_rollouts
+from trainer.keyframes import KeyframeConfig, find_keyframes, keyframe_start
+
+
+@dataclass(frozen=True)
+class WMPOConfig:
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    iterations: int = 20  # GRPO updates per RL stage
+    kir_share: float = 0.0  # share of keyframe starts (0: WMPO; WoVR KIR: > 0)
+    proprio: str = "learned"  # see trainer/imagine.py
+    keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
+    seed: int = 0
+
+
+@dataclass
+class Imagination:
+    """The learned stand-ins for the arm during RL: world model, reward model, imagined proprio, starts."""
+
+    world_model: Any  # trainer.protocols.WorldModel
+    reward_model: Any  # trainer.protocols.RewardModel
+    proprio: ProprioModel
+    sampler: StartSampler
+    camera: str
+    keyframes_found: int = 0
+
+    def draw(self, policy: Any, cfg: WMPOConfig, log: list[dict[str, Any]] | None = None) -> DrawGroups:
+        icfg = ImagineConfig(
+            group_size=cfg.grpo.group_size,
+            temperature=cfg.grpo.temperature,
+            context_len=context_len(self.world_model),
+            proprio="learned" if cfg.proprio == "learned" else "start",
+        )
+
+        def draw(n_groups: int) -> Rollouts:
+            batch = imagine_rollouts(
+                policy,
+                self.world_model,
+                self.reward_model,
+                self.sampler.draw(n_groups),
+                icfg,
+                self.camera,
+                proprio_model=self.proprio,
+            )
+            if log is not None:
+                kir = np.array([s.start_step > 0 for s in batch.starts])
+                ok = batch.rollouts.success.numpy() > 0
+                log.append(
+                    {
+                        "imagined_success": float(ok.mean()),
+                        "imagined_success_first_frame": float(ok[~kir].mean()) if (~kir).any() else float("nan"),
+                        "imagined_success_kir": float(ok[kir].mean()) if kir.any() else float("nan"),
+                        "valid_chunks_mean": float(batch.rollouts.mask.float().sum(1).mean()),
+                    }
+                )
+            return batch.rollouts
+
+        return draw
+
+
+def context_len(world_model: Any) -> int:
+    """C context frames the world model takes (reference + memory)."""
+    cfg = getattr(world_model, "config", None)
+    for obj in (world_model, cfg):
+        value = getattr(obj, "context_frames", None)
+        if isinstance(value, int):
+            return value
+    return 5
+
+
+def build_imagination(
+    store: Any, task: str, world_model: Any, reward_model: Any, horizon: int, cfg: WMPOConfig,
+    camera: str | None = None,
+) -> Imagination:
+    """Starts (first frames + keyframe starts) and the proprio model, from the store's episodes of ``task``."""
+    infos = [i for i in store.episodes(task=task, status="complete") if i.length >= 2]
+    if not infos:
+        raise ValueError(f"no complete episodes of task {task!r} in the store")
+    cam = camera or next(iter(infos[0].spec.cameras))
+    c = context_len(world_model)
+    first = first_frame_starts(store, task, horizon, c, cam)
+    proprio_data, kir = [], []
+    by_id = {}
+    for info in infos:
+        r = store.open(info.episode_id)
+        states, actions = r.states(), r.actions()
+        proprio_data.append((states, actions))
+        by_id[info.episode_id] = (r, states, actions, info.instruction)
+    found = 0
+    if cfg.kir_share > 0:
+        kcfg = KeyframeConfig(**{**cfg.keyframes.__dict__, "memory": c - 1})
+        keyframes = find_keyframes(store, task, kcfg, cam)
+        found = len(keyframes)
+        for kf in keyframes:
+            r, states, actions, instruction = by_id[kf.episode_id]
+            kir.append(keyframe_start(r.images(cam), states, actions, kf, instruction, horizon, kcfg))
+    sampler = StartSampler(first, kir, cfg.kir_share, seed=cfg.seed)
+    return Imagination(world_model, reward_model, ProprioModel.fit(proprio_data), sampler, cam, found)
+
+
+def wmpo(
+    policy: Any,
+    imagination: Imagination,
+    cfg: WMPOConfig,
+    on_iteration: Callable[[int, dict[str, float]], None] | None = None,
+    iterations: int | None = None,
+) -> list[dict[str, float]]:
+    """One RL stage in imagination: ``iterations`` GRPO updates on imagined, filtered groups."""
+    log: list[dict[str, Any]] = []
+    optimizer = make_optimizer(policy, cfg.grpo)
+    history: list[dict[str, float]] = []
+    draw = imagination.draw(policy, cfg, log)
+    for it in range(cfg.iterations if iterations is None else iterations):
+        log.clear()
+        stats = train_grpo(policy, draw, cfg.grpo, 1, None, optimizer)[0]
+        stats["iteration"] = float(it)
+        for key in ("imagined_success", "imagined_success_first_frame", "imagined_success_kir"):
+            values = [d[key] for d in log if not np.isnan(d[key])]
+            stats[key] = float(np.mean(values)) if values else float("nan")
+        history.append(stats)
+        if on_iteration is not None:
+            on_iteration(it, stats)
+    return history
+
+
+Collect = Callable[[Any, int], Any]  # (policy, n episodes) -> writes n real episodes of the policy to the store
+Refit = Callable[[Any, Any], tuple[Any, Any]]  # (world model, reward model) -> fine-tuned (world model, reward model)
+
+
+def coevolve(
+    policy: Any,
+    imagination: Imagination,
+    cfg: WMPOConfig,
+    extra_episodes: int,
+    collect: Collect,
+    refit: Refit,
+    rebuild: Callable[[Any, Any], Imagination],
+    stage_iterations: tuple[int, int] | None = None,
+    on_iteration: Callable[[int, dict[str, float]], None] | None = None,
+) -> tuple[list[dict[str, float]], Imagination]:
+    """WoVR PACE: RL in WM_Base → ``extra_episodes`` real rollouts of the evolved policy → WM_Evo → more RL.
+
+    ``stage_iterations`` = (RL in WM_Base, RL in WM_Evo); pass 0 for the first to continue a policy that has
+    already had its stage in WM_Base (the bench reuses WMPO + KIR's policy)."""
+    first, second = stage_iterations or (cfg.iterations, cfg.iterations)
+    history = wmpo(policy, imagination, cfg, on_iteration, iterations=first) if first else []
+    collect(policy, extra_episodes)
+    world_model, reward_model = refit(imagination.world_model, imagination.reward_model)
+    evolved = rebuild(world_model, reward_model)
+    history += wmpo(policy, evolved, cfg, on_iteration, iterations=second)
+    return history, evolved

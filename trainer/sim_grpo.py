@@ -1,0 +1,182 @@
+"""The baseline: the same GRPO (``trainer/grpo.py``) run directly in the simulator, on a budget of P real episodes.
+
+WMPO's "GRPO (real env)" row (PAPERS.md §1.5, App. B): every trajectory is a real (here: simulated)
+episode, so a budget of P = 128 episodes buys P / G = 16 groups. One update at WMPO's batch (64 initial
+states × 8) would need 512; they therefore also ran a batch of 8 trajectories with the learning rate
+scaled by 1/8 and reported the better of the two. :func:`sim_grpo_variants` gives both settings at our
+scale; the bench runs both and reports the better.
+
+Groups of G episodes start from the same seeded scene and run in lockstep (one ``policy.sample`` for the
+G observations per chunk); an episode ends at the simulator's first success or at the task's horizon.
+Dynamic sampling is on as in WMPO, and a filtered group's episodes still count against the budget: they
+were run. Every episode can be written to the store (``store=``), as the robot would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from data_store.schema import Observation
+from trainer.grpo import GRPOConfig, Rollouts, make_optimizer, train_grpo
+
+
+@dataclass
+class SimGroupSampler:
+    """Draws GRPO groups from the simulator: G lockstep episodes per seeded scene, within a budget."""
+
+    policy: Any
+    task: str
+    group_size: int
+    budget: int  # P real episodes in all
+    temperature: float = 1.6
+    seed: int = 10_000  # scenes of the RL stage: disjoint from evaluation seeds
+    max_steps: int | None = None
+    store: Any = None  # an EpisodeStore to record every episode in, or None
+
+    def __post_init__(self) -> None:
+        from sim.env import MetaWorldArm
+
+        self.arms = [MetaWorldArm(self.task, seed=self.seed + i) for i in range(self.group_size)]
+        self.used = 0
+        self.successes = 0
+        self._scene = self.seed
+
+    @property
+    def left(self) -> int:
+        return self.budget - self.used
+
+    def close(self) -> None:
+        for arm in self.arms:
+            arm.close()
+
+    def __call__(self, n_groups: int) -> Rollouts:
+        n_groups = max(0, min(n_groups, self.left // self.group_size))
+        if n_groups == 0:
+            raise BudgetSpent(f"real-episode budget of {self.budget} spent")
+        parts = [self._group() for _ in range(n_groups)]
+        return Rollouts.concat(parts)
+
+    def _group(self) -> Rollouts:
+        scene = self._scene
+        self._scene += 1
+        rollouts = run_lockstep(
+            self.policy, self.arms, [scene] * self.group_size, self.temperature, self.store, robot_id="sim-grpo"
+        )
+        self.used += self.group_size
+        self.successes += int(rollouts.success.sum())
+        return rollouts
+
+
+@torch.no_grad()
+def run_lockstep(
+    policy: Any,
+    arms: list[Any],  # MetaWorldArm, one per episode
+    scenes: list[int],  # the seed of each arm's scene
+    temperature: float,
+    store: Any = None,
+    robot_id: str = "sim",
+) -> Rollouts:
+    """len(arms) simulated episodes in lockstep, one batched ``policy.sample`` per chunk. Shapes: N arms, C chunks.
+
+    An episode ends at the simulator's first success or the arm's horizon; its later chunks are masked.
+    With ``store``, each episode is recorded (step t: the observation at tick t and the action sent
+    after it), with its scene seed in ``meta``."""
+    n, k = len(arms), int(policy.chunk_size)
+    obs = [arm.reset(scene) for arm, scene in zip(arms, scenes, strict=True)]
+    horizon = max(arm.max_steps for arm in arms)
+    writers = None
+    if store is not None:
+        version = getattr(policy, "version", "unknown")
+        writers = [
+            store.create(
+                arm.spec,
+                task=arm.task.name,
+                instruction=arm.instruction,
+                robot_id=robot_id,
+                policy_version=version,
+                meta={"seed": int(scene), "temperature": temperature},
+            )
+            for arm, scene in zip(arms, scenes, strict=True)
+        ]
+    done = np.zeros(n, dtype=bool)
+    success = np.zeros(n, dtype=bool)
+    seen: list[list[Observation]] = [[] for _ in range(n)]
+    tokens, logps, masks = [], [], []
+    steps = 0
+    while not done.all() and steps < horizon:
+        actions, token_ids, logprob = policy.sample(obs, temperature)
+        tokens.append(token_ids.long())
+        logps.append(logprob.float())
+        masks.append(torch.as_tensor(~done))
+        for i in range(n):
+            seen[i].append(obs[i])
+        for i, arm in enumerate(arms):
+            if done[i]:
+                continue
+            for t in range(k):
+                if writers is not None:
+                    writers[i].append(obs[i], np.asarray(actions[i, t], np.float32))
+                obs[i] = arm.step(actions[i, t])
+                if arm.success():
+                    success[i] = done[i] = True
+                    break
+                if arm.truncated:
+                    done[i] = True
+                    break
+        steps += k
+    if writers is not None:
+        for i, w in enumerate(writers):
+            w.finish(bool(success[i]), "success" if success[i] else "horizon")
+    return Rollouts(
+        observations=seen,
+        token_ids=torch.stack(tokens, dim=1),
+        old_logprob=torch.stack(logps, dim=1),
+        mask=torch.stack(masks, dim=1),
+        success=torch.as_tensor(success, dtype=torch.float32),
+        group_size=n,
+        info={"source": "simulator"},
+    )
+
+
+class BudgetSpent(RuntimeError):
+    """The real-episode budget is used up."""
+
+
+def sim_grpo_variants(cfg: GRPOConfig, budget: int) -> dict[str, GRPOConfig]:
+    """The two settings of WMPO App. B at our scale: our usual batch, and a batch of one group with lr/batch."""
+    groups = max(1, budget // cfg.group_size)
+    big = replace(cfg, groups_per_batch=min(cfg.groups_per_batch, groups), max_draws=1)
+    small = replace(cfg, groups_per_batch=1, lr=cfg.lr / max(1, cfg.groups_per_batch), max_draws=1)
+    return {"batch": big, "small_batch_lr_scaled": small}
+
+
+def train_sim_grpo(
+    policy: Any,
+    task: str,
+    cfg: GRPOConfig,
+    budget: int,
+    seed: int = 10_000,
+    store: Any = None,
+    on_iteration: Any = None,
+) -> tuple[list[dict[str, float]], int]:
+    """GRPO in the simulator until ``budget`` real episodes are spent. Returns (history, episodes used).
+
+    ``max_draws`` is 1 here: refilling a filtered batch costs real episodes, so it spends the budget
+    faster instead of buying more signal (the refill is what WMPO's imagination makes free)."""
+    cfg = replace(cfg, max_draws=1)
+    sampler = SimGroupSampler(policy, task, cfg.group_size, budget, cfg.temperature, seed=seed, store=store)
+    history: list[dict[str, float]] = []
+    optimizer = make_optimizer(policy, cfg)  # one AdamW across iterations
+    try:
+        while sampler.left >= cfg.group_size:
+            try:
+                history += train_grpo(policy, sampler, cfg, 1, on_iteration, optimizer)
+            except BudgetSpent:
+                break
+    finally:
+        sampler.close()
+    return history, sampler.used
