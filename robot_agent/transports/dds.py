@@ -84,8 +84,17 @@ def messages() -> Any:
 @cache
 def wire_type(cls: type) -> type:
     """The subclass of a ros2-pyterfaces message whose DDS type name is rosidl's (same fields, same CDR)."""
+    if getattr(cls, "__ros_type__", None):
+        return cls
     name = dds_type_name(cls.get_type_name())  # type: ignore[attr-defined]
-    return type(cls.__name__, (cls,), {}, typename=name)
+    return type(cls.__name__, (cls,), {"__ros_type__": cls}, typename=name)
+
+
+def type_hash(cls: type) -> str:
+    """The ROS 2 type hash (RIHS01) of a message class: the ROS type's, also for its wire subclass
+    (whose hash ros2-pyterfaces would compute from the renamed type)."""
+    ros_type = getattr(cls, "__ros_type__", None) or cls
+    return str(ros_type.hash_rihs01())  # type: ignore[attr-defined]
 
 
 def _cyclone() -> Any:
@@ -108,7 +117,7 @@ def _qos(q: TopicQos, msg_cls: type) -> Any:
         Policy.Reliability.Reliable(dds.util.duration(seconds=1)) if q.reliable else Policy.Reliability.BestEffort,
         Policy.Durability.TransientLocal if q.transient_local else Policy.Durability.Volatile,
         Policy.History.KeepLast(q.depth),
-        Policy.Userdata(f"typehash={msg_cls.hash_rihs01()};".encode()),  # type: ignore[attr-defined]
+        Policy.Userdata(f"typehash={type_hash(msg_cls)};".encode()),
     ]
     return dds.core.Qos(*policies)
 
