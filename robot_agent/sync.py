@@ -1,0 +1,356 @@
+"""The robot's side of rollout: learn the desired version, fetch it, check it, warm it up, hot-swap.
+
+``PolicySyncer`` is a background thread beside the control loop. Every ``poll_s`` it heartbeats to the
+server (running version + health in, desired version out). When the desired version differs from what
+the slot runs it:
+
+1. takes it from memory if it is still loaded (a rollback: the previous version is kept, so it is
+   immediate), else downloads the artifact tarball and unpacks it (``vla.manifest.unpack_artifact``:
+   only the artifact's files, every sha256 checked against the manifest), and checks that the
+   manifest's sha256 is the one the registry holds;
+2. ``prepare_policy``: refuses an action space that is not the robot's, loads the weights
+   (``vla.artifact.load_artifact``), and runs a health probe: ``Observation.fake(spec)`` must give a
+   chunk ``[K, A]`` of finite actions inside the robot's bounds (this also warms the model up);
+3. hands it to ``PolicySlot.swap`` (taking effect at the next chunk boundary) — or, with
+   ``boundary="episode"``, holds it until the runner calls ``at_episode_boundary()`` between episodes;
+4. reports the swap (when it took effect) or the refusal and its reason. A refused version is not
+   tried again until the desired version changes.
+
+The control loop never waits on any of this: if the server is down the robot keeps running what it
+has; reports are queued and sent when the server answers again. torch is imported only through
+``vla``, and only when a policy is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import httpx
+import numpy as np
+
+from data_store.schema import Observation, RobotSpec
+from vla.protocol import Policy
+
+log = logging.getLogger("robot_agent.sync")
+
+
+class Refused(Exception):
+    """A version the robot will not run; the message is the reason reported to the server."""
+
+
+class Slot(Protocol):
+    """What the syncer needs of ``robot_agent.slot.PolicySlot``."""
+
+    @property
+    def version(self) -> str | None: ...
+
+    def swap(self, policy: Policy, version: str) -> None: ...
+
+
+Loader = Callable[[Path], Policy]
+
+
+def load_vla_artifact(folder: Path) -> Policy:
+    from vla.artifact import load_artifact
+
+    return load_artifact(folder)
+
+
+def health_probe(policy: Policy, spec: RobotSpec, *, probes: int = 2) -> None:
+    """Fake observations must give float chunks ``[K, A]``: finite, inside the robot's action bounds.
+    Raises ``Refused`` naming what is wrong. The first calls also warm the model up."""
+    low = np.asarray(spec.action_low, dtype=np.float32)
+    high = np.asarray(spec.action_high, dtype=np.float32)
+    for seed in range(probes):
+        try:
+            chunk = policy.act(Observation.fake(spec, seed=seed))
+        except Exception as e:
+            raise Refused(f"health probe: act() raised {type(e).__name__}: {e}") from e
+        actions = np.asarray(chunk.actions)
+        if actions.ndim != 2 or actions.shape[1] != spec.action_dim or actions.shape[0] < 1:
+            raise Refused(f"health probe: chunk shape {list(actions.shape)}, expected [K, {spec.action_dim}]")
+        if not np.all(np.isfinite(actions)):
+            bad = int(np.sum(~np.isfinite(actions)))
+            raise Refused(f"health probe: {bad} of {actions.size} actions are not finite (NaN/inf)")
+        tol = 1e-5 * np.maximum(1.0, np.abs(high - low))
+        if np.any(actions < low - tol) or np.any(actions > high + tol):
+            raise Refused(
+                f"health probe: actions in [{actions.min():.3g}, {actions.max():.3g}] leave the robot's "
+                f"bounds [{low.min():.3g}, {high.max():.3g}]"
+            )
+    policy.reset()
+
+
+def prepare_policy(folder: Path, spec: RobotSpec, *, loader: Loader = load_vla_artifact) -> Policy:
+    """Check, load and probe an unpacked artifact for a robot with ``spec``; raises ``Refused``."""
+    from vla.manifest import ArtifactError, verify_artifact
+
+    try:
+        manifest = verify_artifact(folder)
+    except ArtifactError as e:
+        raise Refused(f"artifact check failed: {e}") from e
+    policy_spec = manifest.get("robot_spec") or {}
+    if isinstance(policy_spec, dict) and "action_dim" in policy_spec and policy_spec["action_dim"] != spec.action_dim:
+        raise Refused(
+            f"action space mismatch: the policy acts in {policy_spec['action_dim']} dimensions, "
+            f"this robot in {spec.action_dim}"
+        )
+    try:
+        policy = loader(folder)
+    except Exception as e:
+        raise Refused(f"loading failed: {type(e).__name__}: {e}") from e
+    if policy.action_dim != spec.action_dim:
+        raise Refused(
+            f"action space mismatch: the policy acts in {policy.action_dim} dimensions, this robot in {spec.action_dim}"
+        )
+    health_probe(policy, spec)
+    return policy
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    server: str  # http://host:port
+    robot_id: str
+    cache_dir: Path  # unpacked artifacts, one folder per version
+    token: str | None = None
+    poll_s: float = 1.0
+    boundary: Literal["chunk", "episode"] = "chunk"
+    timeout_s: float = 30.0
+    keep_loaded: int = 2  # the running version and the one before it (an immediate rollback)
+    swap_wait_s: float = 30.0  # how long to wait for the loop to reach a chunk boundary before reporting
+
+
+@dataclass
+class SyncStatus:
+    online: bool = False
+    desired: str | None = None
+    last_error: str | None = None
+    refused: dict[str, str] = field(default_factory=dict)
+    swaps: int = 0
+
+
+class PolicySyncer:
+    """Keeps ``slot`` on the version the server wants for this robot (see the module docstring)."""
+
+    def __init__(
+        self,
+        slot: Slot,
+        spec: RobotSpec,
+        config: SyncConfig,
+        *,
+        loader: Loader = load_vla_artifact,
+        health: Callable[[], dict[str, Any]] | None = None,
+        last_episode: Callable[[], str | None] | None = None,
+    ) -> None:
+        self.slot, self.spec, self.config, self.loader = slot, spec, config, loader
+        self.health = health or (lambda: {"ok": True})
+        self.last_episode = last_episode or (lambda: None)
+        self.status = SyncStatus()
+        self.loaded: OrderedDict[str, Policy] = OrderedDict()
+        if slot.version is not None and getattr(slot, "policy", None) is not None:
+            self.loaded[slot.version] = slot.policy  # type: ignore[attr-defined]
+        self._held: tuple[Policy, str, dict[str, Any]] | None = None  # waiting for an episode boundary
+        self._reports: list[tuple[str, dict[str, Any]]] = []  # queued while the server is unreachable
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        headers = {"Authorization": f"Bearer {config.token}"} if config.token else {}
+        self.http = httpx.Client(base_url=config.server, headers=headers, timeout=config.timeout_s)
+        config.cache_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- the thread ---------------------------------------------------------------------------------
+    def start(self) -> PolicySyncer:
+        self._thread = threading.Thread(target=self._run, name=f"sync-{self.config.robot_id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.config.timeout_s + self.config.swap_wait_s)
+        self.http.close()
+
+    def poke(self) -> None:
+        """Poll now instead of at the next tick (a push from the server, or a test)."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sync_once()
+            except Exception as e:  # the loop must outlive any one bad poll
+                log.exception("sync: unexpected error")
+                self.status.last_error = f"{type(e).__name__}: {e}"
+            self._wake.wait(self.config.poll_s)
+            self._wake.clear()
+
+    # -- one poll -----------------------------------------------------------------------------------
+    def register(self) -> None:
+        """Tell the server this robot exists and what it can do (idempotent)."""
+        self._post("/robots", {"robot_id": self.config.robot_id, "spec": self.spec.to_json()})
+
+    def sync_once(self) -> str:
+        """Heartbeat, then move toward the desired version. Returns what happened, in words."""
+        with self._lock:
+            try:
+                self._flush_reports()
+                desired = self._heartbeat()
+            except httpx.HTTPError as e:
+                self.status.online = False
+                self.status.last_error = f"server unreachable: {e}"
+                return "offline: keep running " + str(self.slot.version)
+            self.status.online = True
+            version, sha = desired.get("version"), desired.get("sha256")
+            self.status.desired = version
+            if version is None or version == self.slot.version:
+                return "up to date"
+            if self._held is not None and self._held[1] == version:
+                return "waiting for the episode boundary"
+            if version in self.status.refused:
+                return f"refused {version}: {self.status.refused[version]}"
+            started = time.monotonic()
+            try:
+                policy = self.loaded.get(version) or self._fetch_and_prepare(version, sha)
+            except Refused as e:
+                return self._refuse(version, str(e))
+            except httpx.HTTPError as e:
+                self.status.last_error = f"download of {version} failed: {e}"
+                return f"download failed, will retry: {e}"
+            detail = {"from": self.slot.version, "prepare_s": round(time.monotonic() - started, 3)}
+            if self.config.boundary == "episode":
+                self._held = (policy, version, detail)
+                return f"{version} ready; swapping at the next episode boundary"
+            return self._swap(policy, version, detail)
+
+    def at_episode_boundary(self) -> str | None:
+        """Call between episodes (``boundary="episode"``): a prepared version goes in now."""
+        with self._lock:
+            if self._held is None:
+                return None
+            policy, version, detail = self._held
+            self._held = None
+            return self._swap(policy, version, detail)
+
+    # -- steps --------------------------------------------------------------------------------------
+    def _heartbeat(self) -> dict[str, Any]:
+        body = {"running_version": self.slot.version, "health": self.health(), "last_episode_id": self.last_episode()}
+        resp = self.http.post(f"/robots/{self.config.robot_id}/heartbeat", json=body)
+        if resp.status_code == 404:  # the server forgot us (a fresh database): register again
+            self.register()
+            resp = self.http.post(f"/robots/{self.config.robot_id}/heartbeat", json=body)
+        _raise_for(resp)
+        result: dict[str, Any] = resp.json()
+        return result
+
+    def _fetch_and_prepare(self, version: str, sha: str | None) -> Policy:
+        folder = self.config.cache_dir / version
+        if not (folder / "manifest.json").is_file():
+            self._download(version, folder)
+        manifest_sha = hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest()
+        if sha is not None and manifest_sha != sha:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise Refused(f"manifest sha256 {manifest_sha[:12]}… is not the registry's {sha[:12]}…")
+        try:
+            policy = prepare_policy(folder, self.spec, loader=self.loader)
+        except Refused:
+            shutil.rmtree(folder, ignore_errors=True)  # fetch afresh if the version is ever fixed server-side
+            raise
+        self.loaded[version] = policy
+        return policy
+
+    def _download(self, version: str, folder: Path) -> None:
+        from vla.manifest import ArtifactError, unpack_artifact
+
+        with tempfile.TemporaryDirectory(prefix=".download-", dir=self.config.cache_dir) as tmp:
+            tarball = Path(tmp) / "artifact.tar.gz"
+            with self.http.stream("GET", f"/policies/{version}/download") as resp:
+                if resp.status_code == 404:
+                    resp.read()
+                    raise Refused(f"the server has no artifact for {version}: {_reason(resp)}")
+                _raise_for(resp)
+                with tarball.open("wb") as f:
+                    for block in resp.iter_bytes(1 << 20):
+                        f.write(block)
+            unpacked = Path(tmp) / "artifact"
+            try:
+                unpack_artifact(tarball, unpacked)
+            except ArtifactError as e:
+                raise Refused(f"artifact check failed: {e}") from e
+            shutil.rmtree(folder, ignore_errors=True)
+            unpacked.rename(folder)
+
+    def _swap(self, policy: Policy, version: str, detail: dict[str, Any]) -> str:
+        requested = time.monotonic()
+        self.slot.swap(policy, version)
+        while self.slot.version != version and time.monotonic() - requested < self.config.swap_wait_s:
+            if self._stop.wait(0.002):
+                break
+        if self.slot.version != version:
+            return f"{version} handed to the slot; not in effect after {self.config.swap_wait_s} s"
+        detail = {**detail, "boundary_wait_s": round(time.monotonic() - requested, 4)}
+        self.loaded[version] = policy
+        self.loaded.move_to_end(version)
+        while len(self.loaded) > self.config.keep_loaded:
+            self.loaded.popitem(last=False)
+        self.status.swaps += 1
+        self._report({"version": version, "ok": True, "at": _now(), "detail": detail})
+        return f"swapped to {version}"
+
+    def _refuse(self, version: str, reason: str) -> str:
+        log.warning("refusing %s: %s", version, reason)
+        self.status.refused[version] = reason
+        self._report({"version": version, "ok": False, "reason": reason, "at": _now(), "detail": {}})
+        return f"refused {version}: {reason}"
+
+    def _report(self, body: dict[str, Any]) -> None:
+        self._reports.append((f"/robots/{self.config.robot_id}/swaps", body))
+        try:
+            self._flush_reports()
+        except httpx.HTTPError as e:
+            self.status.last_error = f"report queued: {e}"
+
+    def _flush_reports(self) -> None:
+        while self._reports:
+            path, body = self._reports[0]
+            self._post(path, body)
+            self._reports.pop(0)
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        resp = self.http.post(path, json=body)
+        _raise_for(resp)
+        out: dict[str, Any] = resp.json()
+        return out
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _reason(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json().get("reason", resp.text))
+    except ValueError:
+        return resp.text[:200]
+
+
+def _raise_for(resp: httpx.Response) -> None:
+    """Server errors and refusals as ``httpx.HTTPStatusError`` carrying the server's reason."""
+    if resp.status_code >= 400:
+        raise httpx.HTTPStatusError(
+            f"{resp.request.method} {resp.request.url.path}: {resp.status_code} {_reason(resp)}",
+            request=resp.request,
+            response=resp,
+        )

@@ -1,0 +1,43 @@
+"""The app factory: settings → registry → routers, error handlers and metrics. ``main`` stays thin.
+
+uvicorn serving.app:create_app --factory      (or ``flywheel serve run``)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from data_store.registry import Registry
+from serving.errors import install_error_handlers
+from serving.metrics import install_metrics
+from serving.routers import dashboard, episodes, health, inference, policies, robots, rollouts, runs
+from serving.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    registry = Registry(settings.registry_db, settings.registry_artifacts_dir, schema=settings.registry_schema or None)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.inference.close()
+        registry.close()
+
+    app = FastAPI(
+        title="vla-flywheel control plane",
+        version="0.1.0",
+        description="Policy registry, rollouts and rollbacks, robots, episodes, training runs, remote inference.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.registry = registry
+    app.state.inference = inference.PolicyServer(registry, cache=settings.inference_cache)
+    install_error_handlers(app)
+    install_metrics(app)
+    for module in (health, policies, rollouts, robots, episodes, runs, inference, dashboard):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,1 @@
+"""One router per resource: policies, rollouts, robots, episodes, runs, health, dashboard, inference."""

@@ -1,0 +1,223 @@
+"""Request and response bodies (pydantic). Every body is validated; unknown fields are refused."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Name = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# policies
+class RegisterFromPath(Body):
+    path: str = Field(min_length=1, max_length=4096, description="An artifact folder on the server's disk.")
+    version: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
+
+
+class PolicyOut(Out):
+    version: str
+    sha256: str
+    parent: str | None
+    training_run: str | None
+    metrics: dict[str, Any]
+    action_dim: int | None
+    created_at: datetime
+    created_by: str
+    manifest: dict[str, Any]
+
+
+class RegisteredOut(BaseModel):
+    policy: PolicyOut
+    created: bool
+
+
+class AliasIn(Body):
+    version: str = Name
+    why: str = Field(default="", max_length=500)
+
+
+class AliasOut(Out):
+    scope: str
+    name: str
+    version: str
+    previous: str | None
+    set_at: datetime
+    set_by: str
+
+
+# rollouts
+class RolloutIn(Body):
+    version: str = Name
+    robots: list[str] | None = Field(
+        default=None, max_length=10_000, description="Robot ids; omitted: every robot and the fleet alias."
+    )
+    canary: int = Field(default=0, ge=0, description="Move this many robots first; the rest follow if they hold.")
+    min_success_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    tolerance: float = Field(default=0.1, ge=0.0, le=1.0)
+    min_episodes: int = Field(default=5, ge=1, le=100_000)
+
+
+class RolloutOut(Out):
+    id: int
+    version: str
+    robots: list[str]
+    canary: list[str]
+    previous: dict[str, Any]
+    status: str
+    threshold: float | None
+    min_episodes: int
+    created_at: datetime
+    created_by: str
+    decided_at: datetime | None
+    reason: str | None
+    canary_episodes: int = 0
+    canary_successes: int = 0
+
+
+class RollbackIn(Body):
+    robots: list[str] | None = Field(default=None, max_length=10_000)
+    to: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
+
+
+class RollbackOut(BaseModel):
+    moved: dict[str, str]
+    skipped: dict[str, str]
+    rollouts: list[int]
+
+
+# robots
+class RobotIn(Body):
+    robot_id: str = Name
+    spec: dict[str, Any] = Field(description="RobotSpec.to_json(): action_dim, state_dim, action_low/high, cameras.")
+
+
+class HeartbeatIn(Body):
+    running_version: str | None = Field(default=None, max_length=128)
+    health: dict[str, Any] = Field(default_factory=dict)
+    last_episode_id: str | None = Field(default=None, max_length=128)
+
+
+class Desired(BaseModel):
+    robot_id: str
+    version: str | None
+    sha256: str | None
+
+
+class SwapIn(Body):
+    version: str = Name
+    ok: bool
+    reason: str = Field(default="", max_length=2000)
+    at: datetime | None = Field(default=None, description="When the swap took effect on the robot (UTC).")
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class RobotOut(Out):
+    robot_id: str
+    spec: dict[str, Any]
+    registered_at: datetime
+    last_seen: datetime | None
+    running_version: str | None
+    health: dict[str, Any]
+    last_episode_id: str | None
+    desired_version: str | None = None
+    stale: bool = True
+
+
+class AuditOut(Out):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    robot_id: str | None
+    version: str | None
+    detail: dict[str, Any]
+
+
+class RunningAt(BaseModel):
+    robot_id: str
+    at: datetime
+    version: str | None
+
+
+# episodes
+class EpisodeIn(Body):
+    episode_id: str = Name
+    robot_id: str = Name
+    policy_version: str = Field(min_length=1, max_length=128)
+    task: str = Field(min_length=1, max_length=128)
+    success: Literal["true", "false", "unknown"]
+    length: int = Field(ge=0, le=10_000_000)
+    started_at: datetime | None = None
+    ended_at: datetime
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class EpisodeOut(Out):
+    episode_id: str
+    robot_id: str
+    policy_version: str
+    task: str
+    success: str
+    length: int
+    started_at: datetime | None
+    ended_at: datetime
+    reason: str | None
+    labeled_by: str | None
+
+
+class LabelIn(Body):
+    success: bool
+
+
+class RatePoint(BaseModel):
+    t: datetime
+    episodes: int
+    successes: int
+    rate: float
+
+
+# training runs
+class RunIn(Body):
+    policy: str = Field(default="", max_length=4096, description="Policy to improve: a version, alias or folder.")
+    task: str | None = Field(default=None, max_length=128)
+    preset: Literal["tiny", "small", "base"] = "tiny"
+    sim_task: str | None = Field(default=None, max_length=128)
+    sim_episodes: int = Field(default=0, ge=0, le=10_000)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+
+class RunUpdate(Body):
+    status: Literal["requested", "running", "succeeded", "failed", "unavailable"] | None = None
+    stage: str | None = Field(default=None, max_length=64)
+    progress: float | None = Field(default=None, ge=0.0, le=1.0)
+    result: dict[str, Any] | None = None
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class RunOut(Out):
+    id: int
+    status: str
+    params: dict[str, Any]
+    requested_at: datetime
+    requested_by: str
+    updated_at: datetime
+    stage: str | None
+    progress: float
+    result: dict[str, Any]
+    reason: str | None
+    external_id: str | None
+
+
+class WhoAmI(BaseModel):
+    name: str
+    role: str
