@@ -28,10 +28,11 @@ def cycle(
     seed: int = typer.Option(0),
     config: Path | None = typer.Option(None, help="A JSON CycleConfig; the options above override its fields."),
     inline: bool = typer.Option(False, help="Run every stage in this process, without a broker or worker."),
+    resume: str = typer.Option("", help="Queue this existing run again: done stages are skipped, the rest resume."),
     wait: bool = typer.Option(False, help="Follow the run with progress bars until it ends."),
 ) -> None:
     """Start one flywheel cycle (snapshot → world model ∥ reward model → imagined GRPO → evaluate → register)."""
-    from trainer.service.pipeline import run_cycle_inline, submit_cycle
+    from trainer.service.pipeline import resume_cycle, run_cycle_inline, submit_cycle
     from trainer.service.settings import load_settings
     from trainer.service.stage import CycleConfig, StageError
 
@@ -53,13 +54,16 @@ def cycle(
         raise typer.BadParameter(f"not a cycle config: {e}", param_hint="--config") from e
     settings = load_settings()
     try:
-        if inline:
+        if resume:
+            resume_cycle(resume, settings)
+            run_id = resume
+        elif inline:
             result = run_cycle_inline(cfg, settings)
             run_id = result["run_id"]
         else:
             run_id = submit_cycle(cfg, settings)
-    except StageError as e:
-        console.print(f"[red]{e}[/red]")
+    except (StageError, KeyError) as e:
+        console.print(f"[red]{e.args[0] if e.args else e}[/red]")
         raise typer.Exit(1) from None
     except Exception as e:  # the broker is down, the data dir is not writable: one line, no traceback
         console.print(f"[red]cannot start the cycle: {type(e).__name__}: {e}[/red]")

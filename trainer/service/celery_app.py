@@ -18,7 +18,7 @@ jobs safe:
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from trainer.service.settings import ServiceSettings, load_settings
 
@@ -30,15 +30,19 @@ def create_app(settings: ServiceSettings | None = None) -> Celery:
     if not settings.on_redis:
         (settings.root / "celery").mkdir(parents=True, exist_ok=True)
     app = Celery("flywheel", broker=settings.broker, backend=settings.backend, include=["trainer.service.tasks"])
-    transport: dict[str, object] = {
-        "visibility_timeout": settings.visibility_timeout_s,
-        "unacked_restore_interval": settings.restore_interval_s,
-        "unacked_restore_throttle": 1,
-    }
-    backend_transport: dict[str, object] = {"visibility_timeout": settings.visibility_timeout_s}
-    if settings.redis_prefix:
-        transport["global_keyprefix"] = settings.redis_prefix
-        backend_transport["global_keyprefix"] = settings.redis_prefix
+    transport: dict[str, object] = {}
+    backend_transport: dict[str, object] = {}
+    if settings.on_redis:
+        transport = {
+            "visibility_timeout": settings.visibility_timeout_s,
+            "unacked_restore_interval": settings.restore_interval_s,
+            "unacked_restore_throttle": 1,
+        }
+        backend_transport = {"visibility_timeout": settings.visibility_timeout_s}
+        if settings.redis_prefix:
+            transport["global_keyprefix"] = backend_transport["global_keyprefix"] = settings.redis_prefix
+    elif settings.broker.startswith("sqla+sqlite"):
+        transport = {"connect_args": {"timeout": 30}}  # SQLite: wait for a writer instead of "database is locked"
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -55,9 +59,10 @@ def create_app(settings: ServiceSettings | None = None) -> Celery:
         result_backend_transport_options=backend_transport,
         broker_connection_retry_on_startup=True,
         task_default_queue="cpu",
-        task_queues=(Queue("gpu"), Queue("cpu")),
+        task_queues=tuple(Queue(q, Exchange(q), routing_key=q) for q in ("gpu", "cpu")),
         task_routes={"flywheel.snapshot": {"queue": "cpu"}, "flywheel.nightly": {"queue": "cpu"}},
         worker_hijack_root_logger=False,
+        database_engine_options={"connect_args": {"timeout": 30}} if settings.backend.startswith("db+sqlite") else {},
     )
     from trainer.service.schedule import configure_beat
 

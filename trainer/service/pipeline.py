@@ -226,6 +226,22 @@ def submit_cycle(
     return run_id
 
 
+def resume_cycle(run_id: str, settings: ServiceSettings | None = None) -> str:
+    """Queue an existing run again: finished stages are skipped, an interrupted one resumes from its
+    checkpoints. For a run whose worker died on a broker that does not redeliver (the SQLite
+    default), or one that failed for a reason since fixed. Returns the Celery id of the new chain."""
+    settings = settings or load_settings()
+    record = read_run(settings, run_id)
+    if record["state"] == "succeeded":
+        raise StageError(f"run {run_id} already succeeded")
+    if record.get("failed_stage"):
+        update_stage(settings, run_id, record["failed_stage"], state="pending", reason=None)
+    update_run(settings, run_id, reopen=True, state="queued" if record["key"] is None else "running", reason=None)
+    result = cycle_signature(settings, run_id).apply_async()
+    update_run(settings, run_id, celery_id=result.id, failed_stage=None)
+    return str(result.id)
+
+
 def run_cycle_inline(
     config: CycleConfig,
     settings: ServiceSettings | None = None,

@@ -86,9 +86,11 @@ def update_run(
     settings: ServiceSettings,
     run_id: str,
     mutate: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    *,
+    reopen: bool = False,
     **fields: Any,
 ) -> dict[str, Any]:
-    """Read-modify-write under a file lock; a run that already failed stays failed.
+    """Read-modify-write under a file lock; a run that already failed stays failed unless ``reopen``.
 
     ``mutate(record) -> more fields`` runs under the lock, for updates that depend on the record.
     """
@@ -97,10 +99,10 @@ def update_run(
         record = read_run(settings, run_id)
         if mutate is not None:
             fields = {**fields, **mutate(record)}
-        if record["state"] == "failed" and fields.get("state") not in (None, "failed"):
-            fields.pop("state")
-        if record["state"] == "failed" and "reason" in fields:
-            fields.pop("reason")
+        if record["state"] == "failed" and not reopen:
+            fields.pop("reason", None)
+            if fields.get("state") != "failed":
+                fields.pop("state", None)
         record.update(fields)
         write_json(d / "run.json", record)
         return record

@@ -13,6 +13,7 @@ from celery import Task
 
 from trainer.service.celery_app import app
 from trainer.service.pipeline import run_stage, snapshot_step
+from trainer.service.progress import update_stage
 from trainer.service.settings import load_settings
 
 
@@ -26,13 +27,17 @@ def _publisher(task: Task) -> Any:
 
 @app.task(bind=True, name="flywheel.snapshot")
 def snapshot_task(self: Task, run_id: str) -> dict[str, Any]:
-    record = snapshot_step(load_settings(), run_id, _publisher(self))
+    settings = load_settings()
+    update_stage(settings, run_id, "snapshot", task_id=self.request.id)
+    record = snapshot_step(settings, run_id, _publisher(self))
     return {"run_id": run_id, "stage": "snapshot", "key": record["key"]}
 
 
 @app.task(bind=True, name="flywheel.stage")
 def stage_task(self: Task, run_id: str, stage: str) -> dict[str, Any]:
-    out = run_stage(load_settings(), run_id, stage, _publisher(self))
+    settings = load_settings()
+    update_stage(settings, run_id, stage, task_id=self.request.id)  # where the result backend has its progress
+    out = run_stage(settings, run_id, stage, _publisher(self))
     return {"run_id": run_id, "stage": stage, **out.to_json()}
 
 
