@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -78,7 +80,7 @@ def test_dropped_frames_are_counted_from_frame_number_gaps() -> None:
         frames = _read_all(cam)
         indices = [f.index for f in frames]
         assert indices[-3:] == [10, 15, 16]
-        expected = sum(b - a - 1 for a, b in zip(indices, indices[1:], strict=False))
+        expected = sum(b - a - 1 for a, b in itertools.pairwise(indices))
         assert cam.dropped_frames == expected == 6
 
 

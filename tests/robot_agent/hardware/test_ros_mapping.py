@@ -67,9 +67,9 @@ def test_float_depth_in_metres_becomes_millimetres(msgs) -> None:
 
 def test_wrong_encodings_name_the_field(msgs) -> None:
     fields = {"height": 1, "width": 1, "encoding": "yuv422", "step": 2, "data": b"\0\0"}
-    with pytest.raises(SchemaError, match="Image.encoding"):
+    with pytest.raises(SchemaError, match=r"Image\.encoding"):
         m.image_to_rgb(_wire(msgs.Image, fields))
-    with pytest.raises(SchemaError, match="Image.data"):
+    with pytest.raises(SchemaError, match=r"Image\.data"):
         m.image_to_rgb(_wire(msgs.Image, {"height": 2, "width": 2, "encoding": "rgb8", "step": 6, "data": b"\0" * 6}))
 
 
