@@ -116,6 +116,9 @@ class Worker:
         except subprocess.TimeoutExpired:
             self.kill()
 
+    def wait_ready(self, timeout_s: float) -> None:
+        wait_for(lambda: " ready." in self.output(), timeout_s, f"worker {self.name} to be ready")
+
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
