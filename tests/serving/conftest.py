@@ -1,0 +1,28 @@
+"""Fixtures for the serving tests: tiny VLA artifacts (built once) and a real uvicorn server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from serving_helpers import Server, make_artifact, start_server
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """v1, v2 (child of v1): good; wide: 7-D actions; nan: NaN actions. Keys map to folders."""
+    root = tmp_path_factory.mktemp("artifacts")
+    v1 = make_artifact(root / "v1", 1, metrics={"success_rate": 0.5})
+    make_artifact(root / "v2", 2, parent=v1, metrics={"success_rate": 0.7})
+    make_artifact(root / "v3", 3, parent=v1)
+    make_artifact(root / "wide", 4, action_dim=7)
+    make_artifact(root / "nan", 5, nan_actions=True)
+    return {p.name: p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(tmp_path_factory.mktemp("server"))
+    yield srv
+    srv.stop()

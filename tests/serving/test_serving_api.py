@@ -1,0 +1,191 @@
+"""The REST API against a real uvicorn server process and a real SQLite registry."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import tarfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from serving_helpers import SIM_SPEC, Server, upload
+
+from vla.manifest import read_manifest
+
+
+def _robot(c: httpx.Client, robot_id: str) -> None:
+    r = c.post("/robots", json={"robot_id": robot_id, "spec": SIM_SPEC.to_json()})
+    assert r.status_code == 201, r.text
+
+
+def _episode(c: httpx.Client, robot_id: str, version: str, ok: bool, at: datetime | None = None) -> None:
+    r = c.post(
+        "/episodes",
+        json={
+            "episode_id": f"{robot_id}-{version}-{datetime.now(UTC).timestamp()}-{ok}",
+            "robot_id": robot_id,
+            "policy_version": version,
+            "task": "drawer-close",
+            "success": "true" if ok else "false",
+            "length": 40,
+            "ended_at": (at or datetime.now(UTC)).isoformat(),
+        },
+    )
+    assert r.status_code == 201, r.text
+
+
+def test_register_by_upload_is_idempotent_and_downloadable(server: Server, artifacts: dict[str, Path]) -> None:
+    with server.client(server.admin) as admin, server.client(server.viewer) as viewer:
+        first = upload(admin, artifacts["v1"])
+        assert first.status_code == 201, first.text
+        again = upload(admin, artifacts["v1"])
+        assert first.json()["created"] and not again.json()["created"]
+        version = first.json()["policy"]["version"]
+        assert again.json()["policy"]["version"] == version == read_manifest(artifacts["v1"])["version"]
+        assert first.json()["policy"]["metrics"] == {"success_rate": 0.5}
+        got = viewer.get(f"/policies/{version}").json()
+        assert got["sha256"] == first.json()["policy"]["sha256"]
+        dl = viewer.get(f"/policies/{version}/download")
+        assert dl.status_code == 200 and dl.headers["x-artifact-sha256"] == got["sha256"]
+        with tarfile.open(fileobj=io.BytesIO(dl.content)) as tar:
+            assert sorted(tar.getnames()) == ["config.json", "manifest.json", "model.safetensors", "norm_stats.json"]
+        assert version in [p["version"] for p in viewer.get("/policies").json()]
+        by_path = admin.post("/policies/from-path", json={"path": str(artifacts["v2"])})
+        assert by_path.status_code == 201 and by_path.json()["policy"]["parent"] == version
+
+
+def test_tampered_upload_is_refused_with_reason(server: Server, artifacts: dict[str, Path], tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in artifacts["v3"].iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    (bad / "config.json").write_text((bad / "config.json").read_text().replace('"hidden": 32', '"hidden": 33'))
+    with server.client(server.admin) as admin:
+        r = upload(admin, bad)
+        assert r.status_code == 422
+        assert r.json()["error"] == "invalid_request" and "config.json" in r.json()["reason"]
+        evil = io.BytesIO()
+        with tarfile.open(fileobj=evil, mode="w:gz") as tar:
+            info = tarfile.TarInfo("../escape.txt")
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"hi"))
+        r = admin.post("/policies", files={"file": ("e.tar.gz", evil.getvalue(), "application/gzip")})
+        assert r.status_code == 422 and "escapes" in r.json()["reason"]
+        r = admin.post("/policies", files={"file": ("x.tar.gz", b"not a tarball", "application/gzip")})
+        assert r.status_code == 422 and "tarball" in r.json()["reason"]
+
+
+def test_auth_roles(server: Server, artifacts: dict[str, Path]) -> None:
+    with server.client(None) as anon, server.client("fw_wrong") as wrong:
+        for c in (anon, wrong):
+            r = c.get("/policies")
+            assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+    with server.client(server.viewer) as viewer, server.client(server.operator) as operator:
+        assert viewer.get("/policies").status_code == 200
+        r = viewer.post("/robots", json={"robot_id": "x", "spec": SIM_SPEC.to_json()})
+        assert r.status_code == 403 and "operator" in r.json()["reason"]
+        assert operator.post("/robots", json={"robot_id": "auth-r", "spec": SIM_SPEC.to_json()}).status_code == 201
+        r = upload(operator, artifacts["v1"])
+        assert r.status_code == 403 and "admin" in r.json()["reason"]
+        r = operator.post("/rollback", json={})
+        assert r.status_code == 403
+        assert viewer.get("/whoami").json() == {"name": "test-viewer", "role": "viewer"}
+
+
+def test_errors_are_json_with_a_reason(server: Server) -> None:
+    with server.client(server.admin) as admin:
+        r = admin.post("/rollouts", json={"version": "vla-doesnotexist"})
+        assert r.status_code == 404 and "vla-doesnotexist" in r.json()["reason"]
+        r = admin.post("/rollouts", json={"version": 3, "canary": -1})
+        assert r.status_code == 422 and r.json()["error"] == "invalid_request" and "canary" in r.json()["reason"]
+        r = admin.get("/robots/nobody")
+        assert r.status_code == 404 and "nobody" in r.json()["reason"]
+        r = admin.post("/robots", json={"robot_id": "r-bad", "spec": {"action_dim": 2}})
+        assert r.status_code == 422 and "RobotSpec" in r.json()["reason"]
+        assert admin.get("/healthz").json() == {"status": "ok"}
+
+
+def test_rollout_canary_rollback_over_rest(server: Server, artifacts: dict[str, Path]) -> None:
+    with server.client(server.admin) as admin, server.client(server.operator) as op:
+        v1 = upload(admin, artifacts["v1"]).json()["policy"]["version"]
+        v2 = upload(admin, artifacts["v2"]).json()["policy"]["version"]
+        robots = ["c1", "c2", "c3"]
+        for r in robots:
+            _robot(op, r)
+        r = admin.post("/rollouts", json={"version": v1, "robots": robots})
+        assert r.status_code == 201 and r.json()["status"] == "complete"
+        for _ in range(3):
+            _episode(op, "c1", v1, True)
+        r = admin.post("/rollouts", json={"version": v2, "robots": robots, "canary": 1, "min_episodes": 3})
+        rollout = r.json()
+        assert rollout["status"] == "canary" and rollout["canary"] == ["c1"]
+        assert rollout["threshold"] == pytest.approx(0.9)
+        desired = [op.post(f"/robots/{r}/heartbeat", json={}).json()["version"] for r in robots]
+        assert desired == [v2, v1, v1]
+        for ok in (True, True, True):
+            _episode(op, "c1", v2, ok)
+        got = admin.get(f"/rollouts/{rollout['id']}").json()
+        assert got["status"] == "complete" and got["canary_episodes"] == 3, got
+        assert [op.get(f"/robots/{r}/desired").json()["version"] for r in robots] == [v2, v2, v2]
+        r = admin.post("/rollback", json={"robots": robots})
+        assert r.status_code == 200 and set(r.json()["moved"].values()) == {v1}
+        assert [op.get(f"/robots/{r}/desired").json()["version"] for r in robots] == [v1, v1, v1]
+        audit = admin.get("/audit", params={"action": ["rollback", "rollout"]}).json()
+        assert [(e["action"], e["actor"]) for e in audit[:3]] == [
+            ("rollback", "test-admin"),
+            *[("rollout", "test-admin")] * 2,
+        ]
+        assert audit[1]["version"] == v2 and audit[2]["version"] == v1
+        series = admin.get("/stats/success-rate", params={"bucket_s": 60}).json()
+        assert sum(p["episodes"] for p in series[v2]) == 3
+
+
+def test_swap_reports_answer_which_version_ran_when(server: Server, artifacts: dict[str, Path]) -> None:
+    with server.client(server.admin) as admin, server.client(server.operator) as op:
+        v1 = upload(admin, artifacts["v1"]).json()["policy"]["version"]
+        v2 = upload(admin, artifacts["v2"]).json()["policy"]["version"]
+        _robot(op, "h1")
+        t0 = datetime.now(UTC)
+        assert op.post("/robots/h1/heartbeat", json={"running_version": v1, "health": {"ok": True}}).status_code == 200
+        at = (t0 + timedelta(seconds=30)).isoformat()
+        assert op.post("/robots/h1/swaps", json={"version": v2, "ok": True, "at": at}).status_code == 201
+        q = lambda dt: admin.get("/robots/h1/running", params={"at": dt.isoformat()}).json()["version"]  # noqa: E731
+        assert q(t0 + timedelta(seconds=10)) == v1 and q(t0 + timedelta(seconds=40)) == v2
+        robot = admin.get("/robots/h1").json()
+        assert robot["running_version"] == v2 and robot["health"] == {"ok": True} and not robot["stale"]
+
+
+def test_training_run_goes_to_the_trainer_or_is_recorded_as_unavailable(server: Server) -> None:
+    trainer_here = importlib.util.find_spec("trainer.service.pipeline") is not None
+    with server.client(server.operator) as op:
+        r = op.post("/runs", json={"policy": "production", "task": "drawer-close"})
+        assert r.status_code == (202 if trainer_here else 503), r.text
+        if r.status_code == 503:
+            assert r.json()["error"] == "unavailable" and r.json()["reason"]
+            run = r.json()["run"]
+            assert run["status"] == "unavailable"
+        else:
+            run = r.json()
+            assert run["external_id"]
+        got = op.get(f"/runs/{run['id']}").json()
+        assert got["params"]["task"] == "drawer-close"
+        r = op.patch(f"/runs/{run['id']}", json={"progress": 0.5, "stage": "world_model", "status": "running"})
+        assert r.status_code == 200 and r.json()["progress"] == 0.5
+        assert op.patch(f"/runs/{run['id']}", json={"progress": 2}).status_code == 422
+
+
+def test_metrics_count_requests(server: Server) -> None:
+    with server.client(None) as anon:
+        anon.get("/healthz")
+        text = anon.get("/metrics").text
+    assert 'flywheel_http_requests_total{method="GET",route="/healthz",status="200"}' in text
+    assert "flywheel_http_request_seconds_bucket" in text
+
+
+def test_openapi_documents_every_resource(server: Server) -> None:
+    spec = httpx.get(server.url + "/openapi.json").json()
+    for path in ("/policies", "/rollouts", "/rollback", "/robots/{robot_id}/heartbeat", "/episodes", "/runs"):
+        assert path in spec["paths"]
+    assert httpx.get(server.url + "/docs").status_code == 200
