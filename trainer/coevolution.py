@@ -92,7 +92,12 @@ def context_len(world_model: Any) -> int:
 
 
 def build_imagination(
-    store: Any, task: str, world_model: Any, reward_model: Any, horizon: int, cfg: WMPOConfig,
+    store: Any,
+    task: str,
+    world_model: Any,
+    reward_model: Any,
+    horizon: int,
+    cfg: WMPOConfig,
     camera: str | None = None,
 ) -> Imagination:
     """Starts (first frames + keyframe starts) and the proprio model, from the store's episodes of ``task``."""

@@ -58,23 +58,34 @@ class KeyframeConfig:
 
 
 def grasp_steps(states: np.ndarray, actions: np.ndarray, cfg: KeyframeConfig) -> list[int]:
-    """Steps where the gripper is commanded to change (sign flip of the command) or its reading jumps.
+    """Steps where the gripper is commanded to close or open, or its reading starts to move.
 
-    ``states`` float32 [T, S], ``actions`` float32 [T, A]."""
-    g = cfg.gripper_dim
+    A command change counts when the new sign then holds for ``window`` steps (noise around zero is not a
+    grasp); a reading change counts at the onset of a run of steps that each move it by more than
+    ``gripper_change`` of its range over ``window`` steps. ``states`` float32 [T, S], ``actions`` float32 [T, A]."""
+    g, w = cfg.gripper_dim, cfg.window
     steps: list[int] = []
-    if actions.shape[1] > g:
-        cmd = np.sign(actions[:, g])
-        flips = np.nonzero((cmd[1:] != cmd[:-1]) & (cmd[1:] != 0) & (cmd[:-1] != 0))[0] + 1
-        steps += [int(t) for t in flips]
-    if states.shape[1] > g and len(states) > cfg.window:
+    if actions.shape[1] > g and len(actions) >= w:
+        sign = np.sign(actions[:, g])
+        held = np.array([sign[t] if (sign[t : t + w] == sign[t]).all() else 0.0 for t in range(len(sign) - w + 1)])
+        last = 0.0
+        for t, v in enumerate(held):
+            if v != 0 and last != 0 and v != last:
+                steps.append(t)
+            if v != 0:
+                last = v
+    if states.shape[1] > g and len(states) > w:
         reading = states[:, g]
         span = float(reading.max() - reading.min())
         if span > 1e-6:
-            change = np.abs(reading[cfg.window :] - reading[: -cfg.window]) / span
-            onsets = np.nonzero(change > cfg.gripper_change)[0]
-            steps += [int(t) for t in onsets]
+            moving = np.abs(reading[w:] - reading[:-w]) / span > cfg.gripper_change
+            steps += _onsets(moving)
     return sorted(set(steps))
+
+
+def _onsets(flags: np.ndarray) -> list[int]:
+    """First indices of runs of True."""
+    return [int(t) for t in np.nonzero(flags & ~np.concatenate([[False], flags[:-1]]))[0]]
 
 
 def contact_steps(states: np.ndarray, actions: np.ndarray, cfg: KeyframeConfig) -> list[int]:
@@ -88,9 +99,8 @@ def contact_steps(states: np.ndarray, actions: np.ndarray, cfg: KeyframeConfig) 
         return []
     ratio = np.where(moving, realised / np.maximum(commanded, 1e-6), np.nan)
     free = float(np.nanmedian(ratio))
-    blocked = moving & (ratio < cfg.contact_ratio * free)
-    onsets = np.nonzero(blocked & ~np.concatenate([[False], blocked[:-1]]))[0]
-    return [int(t) for t in onsets]
+    onsets = _onsets(moving & (ratio < cfg.contact_ratio * free))
+    return [t for t in onsets if t >= cfg.window]  # the first steps are the hand accelerating, not contact
 
 
 def object_motion_onset(states: np.ndarray, cfg: KeyframeConfig, eps: float = 0.005) -> list[int]:
@@ -118,14 +128,23 @@ def divergence_step(failed: np.ndarray, success: np.ndarray, cfg: KeyframeConfig
     progress = np.maximum.accumulate(d.argmin(axis=1))  # furthest point reached along the successful path
     if progress[-1] >= len(success) - 1:
         return None  # followed the whole path: nothing to blame on the path
-    return int(np.argmax(progress == progress[-1])), "stall"
+    stalled_at = int(np.argmax(progress == progress[-1]))
+    if stalled_at > len(failed) - 1 - cfg.persist:
+        return None  # still progressing when the episode ended: too late to call it a stall
+    return stalled_at, "stall"
 
 
 def merge_close(steps: Sequence[tuple[int, str]], min_gap: int) -> list[tuple[int, str]]:
+    """Keyframes closer than ``min_gap`` steps are one moment; a divergence or stall wins (it names the
+    failure), otherwise the earliest."""
+    rank = {"divergence": 0, "stall": 0}
     kept: list[tuple[int, str]] = []
     for t, kind in sorted(steps):
-        if not kept or t - kept[-1][0] >= min_gap:
-            kept.append((t, kind))
+        if kept and t - kept[-1][0] < min_gap:
+            if rank.get(kind, 1) < rank.get(kept[-1][1], 1):
+                kept[-1] = (t, kind)
+            continue
+        kept.append((t, kind))
     return kept
 
 
