@@ -17,7 +17,7 @@ jobs safe:
 
 from __future__ import annotations
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Exchange, Queue
 
 from trainer.service.settings import ServiceSettings, load_settings
@@ -27,8 +27,6 @@ WEEK_S = 7 * 24 * 3600
 
 def create_app(settings: ServiceSettings | None = None) -> Celery:
     settings = settings or load_settings()
-    if not settings.on_redis:
-        (settings.root / "celery").mkdir(parents=True, exist_ok=True)
     app = Celery("flywheel", broker=settings.broker, backend=settings.backend, include=["trainer.service.tasks"])
     transport: dict[str, object] = {}
     backend_transport: dict[str, object] = {}
@@ -68,6 +66,18 @@ def create_app(settings: ServiceSettings | None = None) -> Celery:
 
     configure_beat(app, settings)
     return app
+
+
+def ensure_dirs(settings: ServiceSettings) -> None:
+    """The folder of the SQLite broker and backend; made when a process first needs it, not on import."""
+    if settings.broker.startswith("sqla+sqlite") or settings.backend.startswith("db+sqlite"):
+        (settings.root / "celery").mkdir(parents=True, exist_ok=True)
+
+
+@signals.worker_init.connect
+@signals.beat_init.connect
+def _make_dirs(**_: object) -> None:
+    ensure_dirs(load_settings())
 
 
 app = create_app()

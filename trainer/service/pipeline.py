@@ -219,7 +219,10 @@ def submit_cycle(
     config: CycleConfig, settings: ServiceSettings | None = None, *, trigger: str = "cli", run_id: str | None = None
 ) -> str:
     """Queue one cycle on the broker; returns the run id at once (``run_status`` follows it)."""
+    from trainer.service.celery_app import ensure_dirs
+
     settings = settings or load_settings()
+    ensure_dirs(settings)
     run_id = start_run(settings, config, trigger=trigger, run_id=run_id)
     result = cycle_signature(settings, run_id).apply_async()
     update_run(settings, run_id, celery_id=result.id)
