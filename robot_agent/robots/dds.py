@@ -1,9 +1,11 @@
-"""A ROS 2 arm over DDS, without rclpy: ``make_robot("dds", ...)``.
+"""A ROS 2 arm seen through its topics: ``TopicArm`` (any transport) and ``DDSRobot`` (DDS, no rclpy).
 
-Talks to any ros2_control arm (and a RealSense driver) whose topics match ``ros_mapping.ArmTopics``,
-on the ROS 2 domain ``domain_id``, through ``transports.dds`` (ROS 2 Jazzy types and topic names, so
-the other side may be ``robot_agent.transports.fake_driver`` or a real ROS 2 stack on
-rmw_cyclonedds_cpp; see docs/hardware.md).
+``make_robot("dds", domain_id=42)`` talks to any ros2_control arm (and a RealSense driver) whose
+topics match ``ros_mapping.ArmTopics``, on ROS 2 domain ``domain_id``, through ``transports.dds``
+(ROS 2 Jazzy types and names: the other side may be ``robot_agent.transports.fake_driver`` or a real
+ROS 2 stack on rmw_cyclonedds_cpp; see docs/hardware.md). The rclpy node in
+``ros_ws/src/vla_flywheel_ros`` subclasses ``TopicArm`` with rclpy subscriptions: the behaviour
+(mapping, safety, pacing, homing, e-stop) is this module's in both.
 
 Spaces (shapes at the boundary):
 
@@ -20,8 +22,9 @@ from __future__ import annotations
 
 import json
 import time
+from abc import abstractmethod
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -34,14 +37,16 @@ from robot_agent.ros_mapping import ArmTopics, CommandKind
 from robot_agent.transports import dds
 from robot_agent.transports.kinematic_arm import PlanarArm, tool_position
 
+Stream = Literal["joints", "color", "depth", "status"]
+
 
 class RobotFault(RuntimeError):
     """The arm stopped answering (stale joint states) or refused to move (e-stop, home timeout)."""
 
 
 @dataclass(frozen=True)
-class DDSRobotConfig:
-    domain_id: int | None = None  # None: ROS_DOMAIN_ID (0 when unset)
+class TopicArmConfig:
+    domain_id: int | None = None  # DDS only. None: ROS_DOMAIN_ID (0 when unset)
     joint_names: tuple[str, ...] = PlanarArm().joint_names
     command_kind: CommandKind = "trajectory"
     topics: ArmTopics = field(default_factory=ArmTopics)
@@ -56,37 +61,61 @@ class DDSRobotConfig:
     home_timeout_s: float = 20.0
 
 
-PRESETS: dict[str, DDSRobotConfig] = {
-    "fake-arm": DDSRobotConfig(),  # robot_agent.transports.fake_driver
-    "fake-arm-array": DDSRobotConfig(command_kind="array"),
+PRESETS: dict[str, TopicArmConfig] = {
+    "fake-arm": TopicArmConfig(),  # robot_agent.transports.fake_driver
+    "fake-arm-array": TopicArmConfig(command_kind="array"),
 }
 
 
-def _limits(spec: str) -> HardwareLimits:
+def resolve_limits(spec: str) -> HardwareLimits:
+    """A ``hardware_safety.PRESETS`` name, or a YAML file."""
     return LIMIT_PRESETS[spec]() if spec in LIMIT_PRESETS else load_limits(spec)
 
 
-@register_robot("dds")
-class DDSRobot(Robot):
-    def __init__(
-        self, preset: str = "fake-arm", *, instruction: str = "", config: DDSRobotConfig | None = None, **overrides: Any
-    ) -> None:
-        if config is None:
-            if preset not in PRESETS:
-                raise ValueError(f"unknown DDS robot preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
-            config = PRESETS[preset]
-        self.config = replace(config, **overrides) if overrides else config
+def make_config(preset: str = "fake-arm", config: TopicArmConfig | None = None, **overrides: Any) -> TopicArmConfig:
+    if config is None:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown arm preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
+        config = PRESETS[preset]
+    return replace(config, **overrides) if overrides else config
+
+
+class TopicArm(Robot):
+    """An arm behind ROS 2 topics. Subclasses supply the transport: open/close, the newest message of
+    each stream with its arrival time, and publishing a command or the e-stop."""
+
+    def __init__(self, config: TopicArmConfig, *, instruction: str = "") -> None:
+        self.config = config
         self.instruction = instruction
-        limits = _limits(self.config.limits)
-        if tuple(limits.joint_names) != tuple(self.config.joint_names):
-            raise ValueError(f"limits are for joints {limits.joint_names}, robot has {self.config.joint_names}")
-        arm = self.config.kinematics
-        fk = (lambda q: tool_position(arm, q)) if arm is not None else None
-        self.safety = HardwareSafety(limits, fk=fk if limits.workspace is not None else None)
+        limits = resolve_limits(config.limits)
+        if tuple(limits.joint_names) != tuple(config.joint_names):
+            raise ValueError(f"limits are for joints {limits.joint_names}, robot has {config.joint_names}")
+        arm = config.kinematics
+        fk = (lambda q: tool_position(arm, q)) if arm is not None and limits.workspace is not None else None
+        self.safety = HardwareSafety(limits, fk=fk)
         self.last_verdict: Verdict | None = None
-        self._domain: dds.RosDomain | None = None
+        self.steps = 0  # commands sent since connect
+        self._open = False
         self._next_tick = 0.0
 
+    # ---- transport (subclasses) ------------------------------------------------------------------
+    @abstractmethod
+    def _transport_open(self) -> None: ...
+
+    @abstractmethod
+    def _transport_close(self) -> None: ...
+
+    @abstractmethod
+    def _latest(self, stream: Stream) -> tuple[Any, float]:
+        """The newest message of ``stream`` (None if none yet) and its ``time.monotonic()`` arrival."""
+
+    @abstractmethod
+    def _publish_command(self, fields: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def _publish_estop(self, engaged: bool) -> None: ...
+
+    # ---- Robot -----------------------------------------------------------------------------------
     @property
     def spec(self) -> RobotSpec:
         c, lim = self.config, self.safety.limits
@@ -102,40 +131,33 @@ class DDSRobot(Robot):
             state_names=tuple(f"{j}.position" for j in c.joint_names),
         )
 
-    # ---- connection ------------------------------------------------------------------------------
     def connect(self) -> None:
-        if self._domain is not None:
+        if self._open:
             return
-        c, msgs = self.config, dds.messages()
-        self._domain = domain = dds.RosDomain(c.domain_id)
-        self._joints = domain.subscription(c.topics.joint_states, msgs.JointState)
-        self._color = domain.subscription(c.topics.color, msgs.Image, dds.SENSOR_DATA)
-        self._depth = domain.subscription(c.topics.depth, msgs.Image, dds.SENSOR_DATA) if c.depth else None
-        self._status = domain.subscription(c.topics.driver_status, msgs.String, dds.LATCHED)
-        command_type = msgs.JointTrajectory if c.command_kind == "trajectory" else msgs.Float64MultiArray
-        self._command = domain.publisher(c.topics.command(c.command_kind), command_type)
-        self._estop = domain.publisher(c.topics.estop, msgs.Bool)
-        for sub, topic in self._streams():
-            try:
-                sub.wait(c.connect_timeout_s)
-            except TimeoutError:
-                self.disconnect()
-                raise RobotFault(
-                    f"no messages on {topic} (ROS domain {domain.domain_id}) within {c.connect_timeout_s:.0f} s: "
-                    "is the arm driver running on this domain?"
-                ) from None
+        self._transport_open()
+        self._open = True
+        c = self.config
+        streams: list[tuple[Stream, str]] = [("joints", c.topics.joint_states), ("color", c.topics.color)]
+        if c.depth:
+            streams.append(("depth", c.topics.depth))
+        deadline = time.monotonic() + c.connect_timeout_s
+        for stream, topic in streams:
+            while self._latest(stream)[0] is None:
+                if time.monotonic() > deadline:
+                    self.disconnect()
+                    raise RobotFault(
+                        f"no messages on {topic} within {c.connect_timeout_s:.0f} s{self._where()}: "
+                        "is the arm driver running on this domain?"
+                    )
+                time.sleep(0.005)
         self._next_tick = time.monotonic()
 
-    def _streams(self) -> list[tuple[dds.Subscription, str]]:
-        c = self.config
-        out = [(self._joints, c.topics.joint_states), (self._color, c.topics.color)]
-        if self._depth is not None:
-            out.append((self._depth, c.topics.depth))
-        return out
+    def _where(self) -> str:
+        return ""
 
     def disconnect(self) -> None:
-        """Go home (when the limits say so and no e-stop is latched), then release the domain. Idempotent."""
-        if self._domain is None:
+        """Go home (when the limits say so and no e-stop is latched), then release the transport. Idempotent."""
+        if not self._open:
             return
         try:
             if self.safety.limits.home_on_shutdown and not self.safety.estopped:
@@ -143,58 +165,54 @@ class DDSRobot(Robot):
         except RobotFault:
             pass  # the driver is gone or refused: its own watchdog holds the arm
         finally:
-            domain, self._domain = self._domain, None
-            domain.close()
+            self._open = False
+            self._transport_close()
 
-    # ---- observing -------------------------------------------------------------------------------
     def joint_positions(self) -> np.ndarray:
         """The newest measured joint positions, float32 [N]; RobotFault when they are stale."""
-        self._joints.poll()
-        age = time.monotonic() - self._joints.received_at
-        if self._joints.latest is None or age > self.config.state_timeout_s:
+        msg, at = self._latest("joints")
+        age = time.monotonic() - at
+        if msg is None or age > self.config.state_timeout_s:
             raise RobotFault(f"joint states on {self.config.topics.joint_states} are {age:.2f} s old")
-        return ros_mapping.joint_state_to_state(self._joints.latest, self.config.joint_names)
+        return ros_mapping.joint_state_to_state(msg, self.config.joint_names)
 
     def observe(self) -> Observation:
         c = self.config
         state = self.joint_positions()
-        for sub, _ in self._streams()[1:]:
-            sub.poll()
-        rgb = ros_mapping.image_to_rgb(self._color.latest)
+        joints, _ = self._latest("joints")
+        rgb = ros_mapping.image_to_rgb(self._latest("color")[0])
         if rgb.shape[:2] != c.image_size:
             raise SchemaError(f"{c.topics.color}: expected {list(c.image_size)} images, got {list(rgb.shape[:2])}")
-        depth = None
-        if self._depth is not None:
-            depth = {c.camera: ros_mapping.image_to_depth(self._depth.latest)}
-        stamp = ros_mapping.stamp_to_seconds(self._joints.latest.header.stamp)
+        depth = {c.camera: ros_mapping.image_to_depth(self._latest("depth")[0])} if c.depth else None
+        stamp = ros_mapping.stamp_to_seconds(joints.header.stamp)
         return Observation(
             images={c.camera: rgb}, state=state, instruction=self.instruction, timestamp=stamp, depth=depth
         )
 
     def driver_status(self) -> dict[str, Any]:
         """The driver's newest ``/driver_status`` JSON ({} when it publishes none)."""
-        self._status.poll()
-        return json.loads(self._status.latest.data) if self._status.latest is not None else {}
+        msg, _ = self._latest("status")
+        return json.loads(msg.data) if msg is not None else {}
 
-    # ---- acting ----------------------------------------------------------------------------------
     def send_action(self, action: np.ndarray) -> None:
         """Filter the joint targets through the hardware limits, publish, and wait for the next tick."""
         self.last_verdict = self.safety.filter(self.joint_positions(), action, 1.0 / self.config.fps)
-        self._publish(self.last_verdict.command)
+        self._command(self.last_verdict.command)
+        self.steps += 1
         self._pace()
 
     def hold(self) -> None:
         """Command the measured position (keeps the driver's watchdog fed without moving)."""
-        self._publish(self.joint_positions())
+        self._command(self.joint_positions())
         self._pace()
 
-    def _publish(self, command: np.ndarray) -> None:
+    def _command(self, command: np.ndarray) -> None:
         c = self.config
         if c.command_kind == "trajectory":
             fields = ros_mapping.action_to_trajectory_fields(command, c.joint_names, time_from_start=1.0 / c.fps)
         else:
             fields = ros_mapping.action_to_array_fields(command, c.joint_names)
-        self._command.publish(fields)
+        self._publish_command(fields)
 
     def _pace(self) -> None:
         self._next_tick += 1.0 / self.config.fps
@@ -203,15 +221,14 @@ class DDSRobot(Robot):
             self._next_tick = now
         time.sleep(self._next_tick - now)
 
-    # ---- safety ----------------------------------------------------------------------------------
     def estop(self, reason: str = "operator") -> None:
         """Latch the e-stop here and in the driver."""
         self.safety.estop(reason)
-        self._estop.publish({"data": True})
+        self._publish_estop(True)
 
     def reset_estop(self) -> None:
         self.safety.reset()
-        self._estop.publish({"data": False})
+        self._publish_estop(False)
 
     def home(self, seed: int | None = None) -> Observation:
         """Drive to the home pose at the velocity limits and return the first observation there."""
@@ -223,12 +240,67 @@ class DDSRobot(Robot):
     def _go_home(self) -> None:
         dt = 1.0 / self.config.fps
         for waypoint in self.safety.path_home(self.joint_positions(), dt):
-            self._publish(waypoint)
+            self._command(waypoint)
             self._pace()
         deadline = time.monotonic() + self.config.home_timeout_s
         home = np.array(self.safety.limits.home, dtype=np.float32)
         while not self.safety.at_home(self.joint_positions()):
             if time.monotonic() > deadline:
                 raise RobotFault(f"did not reach home within {self.config.home_timeout_s:.0f} s")
-            self._publish(home)
+            self._command(home)
             self._pace()
+
+
+@register_robot("dds")
+class DDSRobot(TopicArm):
+    """``TopicArm`` over DDS with ROS 2 naming (``transports.dds``): no ROS 2 install needed."""
+
+    def __init__(
+        self, preset: str = "fake-arm", *, instruction: str = "", config: TopicArmConfig | None = None, **overrides: Any
+    ) -> None:
+        super().__init__(make_config(preset, config, **overrides), instruction=instruction)
+        self._domain: dds.RosDomain | None = None
+        self._subs: dict[Stream, dds.Subscription] = {}
+
+    def _transport_open(self) -> None:
+        c, msgs = self.config, dds.messages()
+        self._domain = domain = dds.RosDomain(c.domain_id)
+        self._subs = {
+            "joints": domain.subscription(c.topics.joint_states, msgs.JointState),
+            "color": domain.subscription(c.topics.color, msgs.Image, dds.SENSOR_DATA),
+            "status": domain.subscription(c.topics.driver_status, msgs.String, dds.LATCHED),
+        }
+        if c.depth:
+            self._subs["depth"] = domain.subscription(c.topics.depth, msgs.Image, dds.SENSOR_DATA)
+        command_type = msgs.JointTrajectory if c.command_kind == "trajectory" else msgs.Float64MultiArray
+        self._command_pub = domain.publisher(c.topics.command(c.command_kind), command_type)
+        self._estop_pub = domain.publisher(c.topics.estop, msgs.Bool)
+
+    def _where(self) -> str:
+        return f" (ROS domain {self._domain.domain_id})" if self._domain is not None else ""
+
+    def _transport_close(self) -> None:
+        domain, self._domain = self._domain, None
+        self._subs = {}
+        if domain is not None:
+            domain.close()
+
+    @property
+    def domain(self) -> dds.RosDomain:
+        if self._domain is None:
+            raise RuntimeError("not connected")
+        return self._domain
+
+    def _latest(self, stream: Stream) -> tuple[Any, float]:
+        sub = self._subs[stream]
+        sub.poll()
+        return sub.latest, sub.received_at
+
+    def _publish_command(self, fields: dict[str, Any]) -> None:
+        self._command_pub.publish(fields)
+
+    def _publish_estop(self, engaged: bool) -> None:
+        self._estop_pub.publish({"data": engaged})
+
+
+DDSRobotConfig = TopicArmConfig  # the name the DDS backend's users know

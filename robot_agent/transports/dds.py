@@ -93,8 +93,8 @@ def wire_type(cls: type) -> type:
 def type_hash(cls: type) -> str:
     """The ROS 2 type hash (RIHS01) of a message class: the ROS type's, also for its wire subclass
     (whose hash ros2-pyterfaces would compute from the renamed type)."""
-    ros_type = getattr(cls, "__ros_type__", None) or cls
-    return str(ros_type.hash_rihs01())  # type: ignore[attr-defined]
+    ros_type: Any = getattr(cls, "__ros_type__", None) or cls
+    return str(ros_type.hash_rihs01())
 
 
 def _cyclone() -> Any:

@@ -50,7 +50,7 @@ def test_driver_holds_when_commands_go_stale(driver: DriverProcess) -> None:
     with make_robot("dds", domain_id=driver.domain_id) as robot:
         robot.home()
         msgs = dds.messages()
-        raw = robot._domain.publisher(robot.config.topics.trajectory_command, msgs.JointTrajectory)  # no safety filter
+        raw = robot.domain.publisher(robot.config.topics.trajectory_command, msgs.JointTrajectory)  # no safety filter
         target = HOME + np.float32([1.25, 0, 0, 0])
         raw.publish(ros_mapping.action_to_trajectory_fields(target, robot.config.joint_names, 2.0))
         q1 = _settle(robot, 1.2)
@@ -68,7 +68,7 @@ def test_estop_latches_in_agent_and_driver(driver: DriverProcess) -> None:
         time.sleep(0.2)
         q0 = robot.joint_positions()
         msgs = dds.messages()
-        raw = robot._domain.publisher(robot.config.topics.trajectory_command, msgs.JointTrajectory)
+        raw = robot.domain.publisher(robot.config.topics.trajectory_command, msgs.JointTrajectory)
         for _ in range(5):
             robot.send_action(HOME + np.float32([0.5, 0, 0, 0]))  # agent side: held
             assert robot.last_verdict is not None and robot.last_verdict.clipped == ("estop",)
