@@ -15,6 +15,7 @@ The server hot-swaps behind the socket: ``chunk["version"]`` says which version 
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Any
 
 import msgpack
@@ -96,8 +97,15 @@ class RemotePolicy:
         url = server.replace("http://", "ws://").replace("https://", "wss://").rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else None
         self.timeout_s = timeout_s
-        self.ws = connect(f"{url}/ws/infer/{robot_id}", additional_headers=headers, open_timeout=timeout_s)
-        ready = self._receive()
+        self._stack = ExitStack()
+        self.ws = self._stack.enter_context(
+            connect(f"{url}/ws/infer/{robot_id}", additional_headers=headers, open_timeout=timeout_s)
+        )
+        try:
+            ready = self._receive()
+        except BaseException:
+            self._stack.close()
+            raise
         if ready["type"] != "ready":
             raise RemoteError(f"expected 'ready', got {ready['type']!r}")
         self.version: str = str(ready["version"])
@@ -116,7 +124,13 @@ class RemotePolicy:
         self.ws.send(pack({"type": "reset"}))
 
     def close(self) -> None:
-        self.ws.close()
+        self._stack.close()
+
+    def __enter__(self) -> RemotePolicy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _receive(self) -> dict[str, Any]:
         data = self.ws.recv(timeout=self.timeout_s)
