@@ -23,7 +23,7 @@ import numpy as np
 
 from trainer.grpo import DrawGroups, GRPOConfig, Rollouts, make_optimizer, train_grpo
 from trainer.imagine import ImagineConfig, ProprioModel, StartSampler, first_frame_starts, imagine_rollouts
-from trainer.keyframes import KeyframeConfig, find_keyframes, keyframe_start
+from trainer.keyframes import KeyframeConfig, complete_episodes, find_keyframes, keyframe_start
 
 
 @dataclass(frozen=True)
@@ -99,14 +99,16 @@ def build_imagination(
     horizon: int,
     cfg: WMPOConfig,
     camera: str | None = None,
+    robot_ids: tuple[str, ...] | None = ("base", "evolved"),
 ) -> Imagination:
-    """Starts (first frames + keyframe starts) and the proprio model, from the store's episodes of ``task``."""
-    infos = [i for i in store.episodes(task=task, status="complete") if i.length >= 2]
+    """Starts (first frames + keyframe starts) and the proprio model, from the store's episodes of ``task``
+    recorded by ``robot_ids`` (the policy's own rollouts, as WMPO uses; None: every episode)."""
+    infos = [i for i in complete_episodes(store, task, robot_ids) if i.length >= 2]
     if not infos:
         raise ValueError(f"no complete episodes of task {task!r} in the store")
     cam = camera or next(iter(infos[0].spec.cameras))
     c = context_len(world_model)
-    first = first_frame_starts(store, task, horizon, c, cam)
+    first = first_frame_starts(store, task, horizon, c, cam, robot_ids)
     proprio_data, kir = [], []
     by_id = {}
     for info in infos:
@@ -117,7 +119,7 @@ def build_imagination(
     found = 0
     if cfg.kir_share > 0:
         kcfg = KeyframeConfig(**{**cfg.keyframes.__dict__, "memory": c - 1})
-        keyframes = find_keyframes(store, task, kcfg, cam)
+        keyframes = find_keyframes(store, task, kcfg, cam, robot_ids)
         found = len(keyframes)
         for kf in keyframes:
             r, states, actions, instruction = by_id[kf.episode_id]

@@ -227,11 +227,18 @@ def imagine_rollouts(
 
 
 def first_frame_starts(
-    store: Any, task: str, horizon: int, context_len: int = 5, camera: str | None = None
+    store: Any,
+    task: str,
+    horizon: int,
+    context_len: int = 5,
+    camera: str | None = None,
+    robot_ids: tuple[str, ...] | None = None,
 ) -> list[StartState]:
     """One WMPO start per complete episode of ``task`` in the store (its real first frame and proprio)."""
     starts = []
     for info in store.episodes(task=task, status="complete"):
+        if robot_ids is not None and info.robot_id not in robot_ids:
+            continue
         r = store.open(info.episode_id)
         cam = camera or next(iter(r.spec.cameras))
         frames = r.images(cam)[:1]

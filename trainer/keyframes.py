@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -160,22 +161,32 @@ class _Episode:
     first_frame: np.ndarray  # [H, W, 3]
 
 
-def _load(store: object, task: str | None, camera: str | None) -> list[_Episode]:
+def complete_episodes(store: Any, task: str | None, robot_ids: tuple[str, ...] | None = None) -> list[Any]:
+    """EpisodeInfo of the complete episodes of ``task``, from the given robots only (None: all)."""
+    infos = store.episodes(task=task, status="complete")
+    return [i for i in infos if robot_ids is None or i.robot_id in robot_ids]
+
+
+def _load(store: Any, task: str | None, camera: str | None, robot_ids: tuple[str, ...] | None) -> list[_Episode]:
     episodes = []
-    for info in store.episodes(task=task, status="complete"):  # type: ignore[attr-defined]
+    for info in complete_episodes(store, task, robot_ids):
         if info.success == "unknown" or info.length < 2:
             continue
-        r = store.open(info.episode_id)  # type: ignore[attr-defined]
+        r = store.open(info.episode_id)
         cam = camera or next(iter(r.spec.cameras))
         episodes.append(_Episode(info.episode_id, info.success == "true", r.states(), r.actions(), r.images(cam)[0]))
     return episodes
 
 
 def find_keyframes(
-    store: object, task: str | None = None, cfg: KeyframeConfig = KeyframeConfig(), camera: str | None = None
+    store: Any,
+    task: str | None = None,
+    cfg: KeyframeConfig = KeyframeConfig(),
+    camera: str | None = None,
+    robot_ids: tuple[str, ...] | None = None,
 ) -> list[Keyframe]:
     """All keyframes of the store's complete, labelled episodes of ``task`` (EpisodeStore in, list out)."""
-    episodes = _load(store, task, camera)
+    episodes = _load(store, task, camera, robot_ids)
     successes = [e for e in episodes if e.success]
     keyframes: list[Keyframe] = []
     for e in episodes:

@@ -1,0 +1,542 @@
+"""``flywheel bench paper``: WMPO's Table 1 on our simulated arm, from an empty store (PAPERS.md §1.5).
+
+Per task, stages run in order and are cached under ``--out`` (a re-run resumes at the first stage
+without a result):
+
+1. **base**: scripted demonstrations → SFT (``trainer/sft.py``) → the base policy;
+2. **P real episodes** of the base policy, sampled at the RL temperature, recorded in the store
+   (WMPO §3: the only real data WMPO uses);
+3. **world model + reward model** fitted on those P episodes (``trainer/world_model``,
+   ``trainer/reward_model.py``), plus their diagnostics (below);
+4. the variants, each from a copy of the base policy:
+   ``grpo_sim`` (GRPO in the simulator with the same P episodes: both App. B settings, the better is
+   reported), ``wmpo`` (imagined GRPO from first frames), ``wmpo_kir`` (+ keyframe starts),
+   ``wmpo_kir_coevo`` (WMPO + KIR's policy, then PACE: ``coevo_extra`` more real episodes of the
+   evolved policy, world/reward model fine-tuned, more RL; its real budget is P + extra);
+5. **evaluation**: true success on the simulator over ``eval_episodes`` seeded episodes per task and
+   variant (seeds disjoint from training scenes), at ``eval_temperature``.
+
+Figures (JSON lines ``{"name","figure","value","unit","machine","config"}``): success with a 95% Wilson
+interval per task and variant and overall, stage wall times, and the diagnostics that say where WMPO
+breaks when it does: reward-model accuracy on real episodes, imagined-vs-real outcome agreement for
+the same actions (world model + reward model), the base policy's imagined vs true success rate, and
+the GRPO signal (share of groups filtered, advantage spread, clip fraction).
+
+Departures from WMPO's protocol: 100 evaluation episodes per task (WMPO: 128 initial states); a
+multi-task SFT base policy for all tasks of a run (WMPO: one per task) to save CPU time; RL budgets
+(iterations, groups per batch) scaled to a 2-core CPU (``BenchConfig`` presets).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainer.coevolution import Imagination, WMPOConfig, build_imagination, coevolve, wmpo
+from trainer.grpo import PRESETS as GRPO_PRESETS
+from trainer.grpo import GRPOConfig
+from trainer.sim_grpo import run_lockstep, sim_grpo_variants, train_sim_grpo
+
+DEFAULT_TASKS = ("drawer-close", "button-press-topdown", "window-open", "coffee-button")
+VARIANTS = ("base", "grpo_sim", "wmpo", "wmpo_kir", "wmpo_kir_coevo")
+EVAL_SEED = 1_000_000  # evaluation scenes; the P episodes use 0.., the RL stages 10_000..
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    tasks: tuple[str, ...] = DEFAULT_TASKS
+    budget: int = 128  # P real episodes of the base policy (WMPO: 128 or 1280)
+    demos: int = 10  # scripted demonstrations per task for SFT
+    demo_noise: float = 0.1
+    sft_steps: int = 1500
+    policy_preset: str = "small"
+    eval_episodes: int = 100
+    eval_temperature: float = 1.6  # WoVR evaluates at the sampling temperature (PAPERS.md §2.4)
+    grpo: GRPOConfig = GRPO_PRESETS["cpu"]
+    rl_iterations: int = 8  # GRPO updates per RL stage in imagination
+    kir_share: float = 0.5
+    coevo_extra: int = 32  # PACE's extra real episodes of the evolved policy
+    coevo_iterations: int = 4  # RL in WM_Evo after the refit
+    world_model_steps: int | None = None  # None: the world-model trainer's default
+    reward_model_steps: int | None = None
+    seed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["tasks"] = list(self.tasks)
+        return d
+
+
+PRESETS: dict[str, BenchConfig] = {
+    "default": BenchConfig(),
+    # the test smoke: one task, a handful of everything
+    "quick": BenchConfig(
+        tasks=("drawer-close",),
+        budget=8,
+        demos=2,
+        sft_steps=20,
+        policy_preset="tiny",
+        eval_episodes=4,
+        grpo=replace(GRPO_PRESETS["tiny"], group_size=4, groups_per_batch=1, max_draws=1),
+        rl_iterations=1,
+        kir_share=0.5,
+        coevo_extra=4,
+        coevo_iterations=1,
+        world_model_steps=5,
+        reward_model_steps=5,
+    ),
+}
+
+
+# ---------------------------------------------------------------------------------------- results
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float, float]:
+    """Rate and 95% Wilson score interval."""
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return p, max(0.0, centre - half), min(1.0, centre + half)
+
+
+def machine() -> str:
+    import os
+
+    return f"{platform.machine()} {os.cpu_count()} cpu, {platform.python_version()}, torch {torch.__version__}"
+
+
+@dataclass
+class Recorder:
+    """Writes JSON lines to ``results.jsonl`` and keeps them for the report."""
+
+    path: Path
+    config: dict[str, Any]
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    echo: Callable[[str], None] | None = print
+
+    def emit(self, name: str, figure: str, value: float, unit: str, **extra: Any) -> None:
+        line = {
+            "name": name,
+            "figure": figure,
+            "value": value,
+            "unit": unit,
+            "machine": machine(),
+            "config": self.config,
+            **extra,
+        }
+        self.lines.append(line)
+        with self.path.open("a") as f:
+            f.write(json.dumps(line) + "\n")
+        if self.echo is not None:
+            self.echo(json.dumps({k: v for k, v in line.items() if k != "config"}))
+
+
+# ------------------------------------------------------------------------------------------- stages
+
+
+@dataclass
+class TaskRun:
+    """Everything one task's stages share (cached on disk under ``dir``)."""
+
+    task: str
+    dir: Path
+    store: Any
+    horizon: int
+    camera: str
+
+
+def collect(
+    policy: Any, task: str, n: int, store: Any, temperature: float, first_seed: int, robot_id: str, lockstep: int = 8
+) -> tuple[int, int]:
+    """n real (simulated) episodes of ``policy`` into ``store``, ``lockstep`` at a time. Returns (successes, n)."""
+    from sim.env import MetaWorldArm
+
+    arms = [MetaWorldArm(task) for _ in range(min(lockstep, n))]
+    wins = 0
+    try:
+        for start in range(0, n, len(arms)):
+            m = min(len(arms), n - start)
+            seeds = list(range(first_seed + start, first_seed + start + m))
+            r = run_lockstep(policy, arms[:m], seeds, temperature, store, robot_id=robot_id)
+            wins += int(r.success.sum())
+    finally:
+        for arm in arms:
+            arm.close()
+    return wins, n
+
+
+def evaluate(policy: Any, task: str, episodes: int, temperature: float, seed: int = EVAL_SEED) -> tuple[int, int]:
+    """True success on the simulator over ``episodes`` seeded scenes (not recorded)."""
+    return collect(policy, task, episodes, None, temperature, seed, robot_id="eval", lockstep=10)
+
+
+def train_base(store: Any, out: Path, cfg: BenchConfig) -> Any:
+    """Scripted demonstrations of every task → one SFT base policy (``trainer/sft.py``)."""
+    from sim.env import MetaWorldArm
+    from sim.experts import ScriptedExpert
+    from trainer.sft import SFTConfig, train_sft
+    from vla.artifact import load_artifact
+
+    if (out / "manifest.json").is_file():
+        return load_artifact(out)
+    for task in cfg.tasks:
+        have = store.episodes(task=task, robot_id="expert", success=True)
+        with MetaWorldArm(task) as arm:
+            seed = 500_000 + len(store.episodes(task=task, robot_id="expert"))
+            while len(have) < cfg.demos:
+                expert = ScriptedExpert(task, noise=cfg.demo_noise, seed=seed)
+                obs = arm.reset(seed)
+                with store.create(
+                    arm.spec,
+                    task=task,
+                    instruction=arm.instruction,
+                    robot_id="expert",
+                    policy_version="scripted",
+                    meta={"seed": seed},
+                ) as w:
+                    while not arm.truncated:
+                        action = expert.act(arm.raw_observation())
+                        w.append(obs, action)
+                        obs = arm.step(action)
+                        if arm.success():
+                            break
+                    w.finish(arm.success())
+                seed += 1
+                have = store.episodes(task=task, robot_id="expert", success=True)
+    # SFT reads the store's successful episodes: at this point they are the demonstrations only
+    return train_sft(
+        store, out, SFTConfig(preset=cfg.policy_preset, steps=cfg.sft_steps, seed=cfg.seed, tasks=cfg.tasks)
+    ).policy
+
+
+def fit_models(
+    run: TaskRun,
+    cfg: BenchConfig,
+    previous: tuple[Any, Any] | None = None,
+    robot_ids: tuple[str, ...] = ("base",),
+    tag: str = "base",
+) -> tuple[Any, Any]:
+    """World model and reward model on the task's policy rollouts (``robot_ids``); fine-tuned from ``previous``."""
+    from trainer.reward_model import train_reward_model
+    from trainer.world_model import train_world_model
+
+    wm_dir, rm_dir = run.dir / f"world_model_{tag}", run.dir / f"reward_model_{tag}"
+    episode_ids = [
+        i.episode_id for r in robot_ids for i in run.store.episodes(task=run.task, robot_id=r, status="complete")
+    ]
+    wm = train_world_model(
+        run.store,
+        wm_dir,
+        task=run.task,
+        episode_ids=episode_ids,
+        steps=cfg.world_model_steps,
+        init=previous[0] if previous else None,
+    )
+    rm = train_reward_model(
+        run.store,
+        rm_dir,
+        task=run.task,
+        episode_ids=episode_ids,
+        steps=cfg.reward_model_steps,
+        init=previous[1] if previous else None,
+    )
+    return wm, rm
+
+
+# ------------------------------------------------------------------------------------- diagnostics
+
+
+def diagnose(
+    run: TaskRun, base: Any, wm: Any, rm: Any, cfg: BenchConfig, rec: Recorder, imagination: Imagination, n: int = 16
+) -> None:
+    """Where WMPO can break: reward model, world model + reward model, imagined vs true success rate."""
+    infos = run.store.episodes(task=run.task, robot_id="base", status="complete")[:n]
+    if not infos:
+        return
+    frames, actions, labels = [], [], []
+    for info in infos:
+        r = run.store.open(info.episode_id)
+        frames.append(r.images(run.camera))
+        actions.append(r.actions())
+        labels.append(info.success == "true")
+    y = np.array(labels)
+    # 1. reward model on the real frames
+    hit = np.array([int(rm.first_success(f[None])[0]) >= 0 for f in frames])
+    rec.emit(
+        f"paper/{run.task}/reward_model",
+        "accuracy_on_real",
+        float((hit == y).mean()),
+        "fraction",
+        n=len(y),
+        real_success=float(y.mean()),
+    )
+    # 2. the world model replays the real actions open-loop from the first frame; the reward model judges
+    imagined_hit = []
+    for f, a in zip(frames, actions, strict=True):
+        video = wm.rollout(f[None, 0], a[None])
+        imagined_hit.append(int(rm.first_success(video)[0]) >= 0)
+    agree = float((np.array(imagined_hit) == y).mean())
+    rec.emit(
+        f"paper/{run.task}/world_model",
+        "imagined_outcome_agreement",
+        agree,
+        "fraction",
+        n=len(y),
+        imagined_success=float(np.mean(imagined_hit)),
+    )
+    # 3. the base policy's imagined success rate vs its true one (same temperature)
+    draw = imagination.draw(base, WMPOConfig(grpo=cfg.grpo, kir_share=0.0))
+    rollouts = draw(max(1, 16 // cfg.grpo.group_size))
+    rec.emit(
+        f"paper/{run.task}/base",
+        "imagined_success",
+        float(rollouts.success.mean()),
+        "fraction",
+        n=int(rollouts.success.numel()),
+    )
+
+
+# -------------------------------------------------------------------------------------------- bench
+
+
+def run_bench(cfg: BenchConfig, out: Path, echo: Callable[[str], None] | None = print) -> list[dict[str, Any]]:
+    """The whole table. Returns the JSON lines; writes results.jsonl, report.md and success.png under ``out``."""
+    from data_store.episodes import EpisodeStore
+
+    out.mkdir(parents=True, exist_ok=True)
+    rec = Recorder(out / "results.jsonl", cfg.to_json(), echo=echo)
+    torch.manual_seed(cfg.seed)
+    store = EpisodeStore(out / "store")
+
+    t0 = time.perf_counter()
+    base = train_base(store, out / "base_policy", cfg)
+    rec.emit("paper/stage/base", "wall_time", time.perf_counter() - t0, "s")
+
+    results: dict[tuple[str, str], tuple[int, int]] = {}
+    for task in cfg.tasks:
+        for variant, outcome in run_task(task, base, store, cfg, rec, out).items():
+            results[(task, variant)] = outcome
+    for name in VARIANTS:
+        wins = sum(results[(t, name)][0] for t in cfg.tasks)
+        n = sum(results[(t, name)][1] for t in cfg.tasks)
+        rate, lo, hi = wilson(wins, n)
+        rec.emit(f"paper/overall/{name}", "success_rate", rate, "fraction", ci95=[lo, hi], n=n)
+    rec.emit("paper/total", "wall_time", time.perf_counter() - t0, "s")
+    write_report(rec.lines, cfg, out)
+    return rec.lines
+
+
+def run_task(
+    task: str, base: Any, store: Any, cfg: BenchConfig, rec: Recorder, out: Path
+) -> dict[str, tuple[int, int]]:
+    """One task's column of the table: {variant: (successes, evaluation episodes)}."""
+    from sim.tasks import resolve_task
+    from vla.artifact import load_artifact, save_artifact
+
+    info = resolve_task(task)
+    run = TaskRun(task, out / task, store, info.max_steps, info.camera)
+    run.dir.mkdir(exist_ok=True)
+
+    def stage(name: str, fn: Callable[[], Any]) -> Any:
+        t = time.perf_counter()
+        value = fn()
+        rec.emit(f"paper/{task}/stage/{name}", "wall_time", time.perf_counter() - t, "s")
+        return value
+
+    def fresh() -> Any:
+        return load_artifact(out / "base_policy")
+
+    def rl_history(name: str, history: list[dict[str, float]]) -> None:
+        for key in ("filtered_frac", "adv_std", "clip_frac", "imagined_success", "batch_success"):
+            values = [h[key] for h in history if key in h and not math.isnan(h[key])]
+            if values:
+                rec.emit(
+                    f"paper/{task}/{name}/rl",
+                    key,
+                    float(np.mean(values)),
+                    "mean over iterations",
+                    per_iteration=[round(v, 4) for v in values],
+                )
+
+    # P real episodes of the base policy (resumable: only the missing ones are run)
+    have = len(store.episodes(task=task, robot_id="base", status="complete"))
+    if have < cfg.budget:
+        stage("collect", lambda: collect(base, task, cfg.budget - have, store, cfg.grpo.temperature, have, "base"))
+    wm, rm = stage("models", lambda: fit_models(run, cfg))
+    wcfg = WMPOConfig(grpo=cfg.grpo, iterations=cfg.rl_iterations, seed=cfg.seed)
+    kcfg = replace(wcfg, kir_share=cfg.kir_share)
+    imagination = build_imagination(store, task, wm, rm, run.horizon, wcfg, run.camera)
+    kir_imagination = build_imagination(store, task, wm, rm, run.horizon, kcfg, run.camera)
+    rec.emit(f"paper/{task}/keyframes", "found", float(kir_imagination.keyframes_found), "keyframes")
+    stage("diagnose", lambda: diagnose(run, base, wm, rm, cfg, rec, imagination))
+
+    policies: dict[str, Any] = {"base": base}
+    outcomes: dict[str, tuple[int, int]] = {}
+    real = {
+        "base": 0,
+        "grpo_sim": cfg.budget,
+        "wmpo": cfg.budget,
+        "wmpo_kir": cfg.budget,
+        "wmpo_kir_coevo": cfg.budget + cfg.coevo_extra,
+    }
+
+    # GRPO in the simulator with the same P episodes: both App. B settings, the better one is reported
+    for setting, gcfg in sim_grpo_variants(cfg.grpo, cfg.budget).items():
+        policy = fresh()
+        history, used = stage(f"grpo_sim_{setting}", lambda p=policy, g=gcfg: train_sim_grpo(p, task, g, cfg.budget))
+        rl_history(f"grpo_sim_{setting}", history)
+        wins, n = stage(
+            f"eval_grpo_sim_{setting}", lambda p=policy: evaluate(p, task, cfg.eval_episodes, cfg.eval_temperature)
+        )
+        rec.emit(f"paper/{task}/grpo_sim_{setting}", "success", wins / n, "fraction", n=n, real_episodes=used)
+        if "grpo_sim" not in outcomes or wins > outcomes["grpo_sim"][0]:
+            outcomes["grpo_sim"], policies["grpo_sim"] = (wins, n), policy
+
+    policies["wmpo"] = fresh()
+    rl_history("wmpo", stage("wmpo", lambda: wmpo(policies["wmpo"], imagination, wcfg)))
+    policies["wmpo_kir"] = fresh()
+    rl_history("wmpo_kir", stage("wmpo_kir", lambda: wmpo(policies["wmpo_kir"], kir_imagination, kcfg)))
+    save_artifact(
+        policies["wmpo_kir"],
+        run.dir / "wmpo_kir_policy",
+        parent_version=getattr(base, "version", None),
+        training_run="paper-bench-wmpo-kir",
+        metrics={},
+        overwrite=True,
+    )
+
+    # PACE: WMPO + KIR's policy → extra real episodes → refit world/reward model → more RL
+    evolved = load_artifact(run.dir / "wmpo_kir_policy")
+
+    def pace_collect(p: Any, n: int) -> Any:
+        return collect(p, task, n, store, cfg.grpo.temperature, 20_000, "evolved")
+
+    def pace_refit(w: Any, r: Any) -> tuple[Any, Any]:
+        return fit_models(run, cfg, (w, r), ("base", "evolved"), tag="evolved")
+
+    def rebuild(w: Any, r: Any) -> Imagination:
+        return build_imagination(store, task, w, r, run.horizon, kcfg, run.camera)
+
+    history, _ = stage(
+        "wmpo_kir_coevo",
+        lambda: coevolve(
+            evolved,
+            kir_imagination,
+            kcfg,
+            cfg.coevo_extra,
+            pace_collect,
+            pace_refit,
+            rebuild,
+            stage_iterations=(0, cfg.coevo_iterations),
+        ),
+    )
+    rl_history("wmpo_kir_coevo", history)
+    policies["wmpo_kir_coevo"] = evolved
+
+    for name in VARIANTS:
+        if name not in outcomes:
+            outcomes[name] = stage(
+                f"eval_{name}", lambda p=policies[name]: evaluate(p, task, cfg.eval_episodes, cfg.eval_temperature)
+            )
+        wins, n = outcomes[name]
+        rate, lo, hi = wilson(wins, n)
+        rec.emit(f"paper/{task}/{name}", "success_rate", rate, "fraction", ci95=[lo, hi], n=n, real_episodes=real[name])
+    return outcomes
+
+
+# ------------------------------------------------------------------------------------------- report
+
+
+LABELS = {
+    "base": "Base (SFT)",
+    "grpo_sim": "GRPO in simulator",
+    "wmpo": "WMPO",
+    "wmpo_kir": "WMPO + KIR",
+    "wmpo_kir_coevo": "WMPO + KIR + co-evolution",
+}
+
+
+def table(lines: list[dict[str, Any]], tasks: tuple[str, ...]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{variant: {task | "overall": line}} from the success-rate lines."""
+    out: dict[str, dict[str, dict[str, Any]]] = {v: {} for v in VARIANTS}
+    for line in lines:
+        if line["figure"] != "success_rate":
+            continue
+        _, where, variant = line["name"].split("/")
+        out[variant][where] = line
+    return out
+
+
+def write_report(lines: list[dict[str, Any]], cfg: BenchConfig, out: Path) -> Path:
+    """report.md (the table, diagnostics, stage times) and success.png (bars with 95% intervals)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tab = table(lines, cfg.tasks)
+    cols = [*cfg.tasks, "overall"]
+    md = [
+        "# WMPO's table on the simulated arm",
+        "",
+        f"P = {cfg.budget} real episodes of the base policy; success over {cfg.eval_episodes} seeded evaluation "
+        f"episodes per task at temperature {cfg.eval_temperature}; 95% Wilson intervals.",
+        "",
+        "| Method | real episodes | " + " | ".join(cols) + " |",
+        "|---|---|" + "---|" * len(cols),
+    ]
+    for variant in VARIANTS:
+        row = tab[variant]
+        real = next((ln.get("real_episodes") for ln in row.values() if "real_episodes" in ln), "")
+        cells = []
+        for c in cols:
+            ln = row.get(c)
+            cells.append(
+                "–" if ln is None else f"{100 * ln['value']:.1f} [{100 * ln['ci95'][0]:.0f}, {100 * ln['ci95'][1]:.0f}]"
+            )
+        md.append(f"| {LABELS[variant]} | {real} | " + " | ".join(cells) + " |")
+    md += ["", "## Diagnostics", "", "| name | figure | value |", "|---|---|---|"]
+    for ln in lines:
+        if ln["figure"] not in ("success_rate", "wall_time"):
+            md.append(f"| {ln['name']} | {ln['figure']} | {ln['value']:.3f} |")
+    md += ["", "## Stage wall times (s)", "", "| stage | s |", "|---|---|"]
+    for ln in lines:
+        if ln["figure"] == "wall_time":
+            md.append(f"| {ln['name']} | {ln['value']:.1f} |")
+    md += ["", "![success](success.png)", ""]
+    (out / "report.md").write_text("\n".join(md))
+
+    fig, ax = plt.subplots(figsize=(2 + 1.6 * len(cols), 3.6))
+    width = 0.8 / len(VARIANTS)
+    for k, variant in enumerate(VARIANTS):
+        xs, ys, err_lo, err_hi = [], [], [], []
+        for j, c in enumerate(cols):
+            ln = tab[variant].get(c)
+            if ln is None:
+                continue
+            xs.append(j + (k - (len(VARIANTS) - 1) / 2) * width)
+            ys.append(100 * ln["value"])
+            err_lo.append(100 * (ln["value"] - ln["ci95"][0]))
+            err_hi.append(100 * (ln["ci95"][1] - ln["value"]))
+        ax.bar(xs, ys, width, yerr=[err_lo, err_hi], capsize=2, label=LABELS[variant])
+    ax.set_xticks(range(len(cols)), cols, rotation=15)
+    ax.set_ylabel("success (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7, ncols=2)
+    fig.tight_layout()
+    fig.savefig(out / "success.png", dpi=120)
+    plt.close(fig)
+    return out / "report.md"
