@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import time
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -84,10 +85,11 @@ class TopicArm(Robot):
     """An arm behind ROS 2 topics. Subclasses supply the transport: open/close, the newest message of
     each stream with its arrival time, and publishing a command or the e-stop."""
 
-    def __init__(self, config: TopicArmConfig, *, instruction: str = "") -> None:
+    def __init__(self, config: TopicArmConfig, *, instruction: str = "", limits: HardwareLimits | None = None) -> None:
+        """``limits`` overrides ``config.limits`` (e.g. limits read from ROS parameters)."""
         self.config = config
         self.instruction = instruction
-        limits = resolve_limits(config.limits)
+        limits = limits or resolve_limits(config.limits)
         if tuple(limits.joint_names) != tuple(config.joint_names):
             raise ValueError(f"limits are for joints {limits.joint_names}, robot has {config.joint_names}")
         arm = config.kinematics
@@ -95,6 +97,7 @@ class TopicArm(Robot):
         self.safety = HardwareSafety(limits, fk=fk)
         self.last_verdict: Verdict | None = None
         self.steps = 0  # commands sent since connect
+        self.on_step: Callable[[int], None] | None = None  # called after each command (ROS action feedback)
         self._open = False
         self._next_tick = 0.0
 
@@ -199,6 +202,8 @@ class TopicArm(Robot):
         self.last_verdict = self.safety.filter(self.joint_positions(), action, 1.0 / self.config.fps)
         self._command(self.last_verdict.command)
         self.steps += 1
+        if self.on_step is not None:
+            self.on_step(self.steps)
         self._pace()
 
     def hold(self) -> None:

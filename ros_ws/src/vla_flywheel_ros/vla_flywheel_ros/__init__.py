@@ -1,0 +1,1 @@
+"""vla-flywheel robot agent as a ROS 2 (rclpy) lifecycle node."""
