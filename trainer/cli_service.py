@@ -11,12 +11,18 @@ from typing import Any
 import typer
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 console = Console()
 FINAL = ("succeeded", "failed")
 STATE_STYLE = {"done": "green", "succeeded": "green", "running": "yellow", "failed": "red", "queued": "dim"}
+
+
+def styled(text: str, state: str) -> str:
+    style = STATE_STYLE.get(state, "none")
+    return f"[{style}]{text}[/{style}]"
 
 
 def cycle(
@@ -63,10 +69,10 @@ def cycle(
         else:
             run_id = submit_cycle(cfg, settings)
     except (StageError, KeyError) as e:
-        console.print(f"[red]{e.args[0] if e.args else e}[/red]")
+        console.print(f"[red]{escape(str(e.args[0] if e.args else e))}[/red]")
         raise typer.Exit(1) from None
     except Exception as e:  # the broker is down, the data dir is not writable: one line, no traceback
-        console.print(f"[red]cannot start the cycle: {type(e).__name__}: {e}[/red]")
+        console.print(f"[red]cannot start the cycle: {type(e).__name__}: {escape(str(e))}[/red]")
         raise typer.Exit(1) from None
     console.print(f"run [bold]{run_id}[/bold]" + (" (inline)" if inline else f" queued on {_where(settings)}"))
     if wait or inline:
@@ -90,7 +96,7 @@ def status(
     try:
         record = _follow(run) if follow else run_status(run)
     except (KeyError, ValueError) as e:
-        console.print(f"[red]{e.args[0] if e.args else e}[/red]")
+        console.print(f"[red]{escape(str(e.args[0] if e.args else e))}[/red]")
         raise typer.Exit(1) from None
     if as_json:
         typer.echo(json.dumps(record, indent=1, sort_keys=True))
@@ -150,7 +156,7 @@ def _follow(run_id: str, every_s: float = 0.5) -> dict[str, Any]:
 def status_view(record: dict[str, Any]) -> Group:
     """The run's header line, one progress bar per stage, and the candidate or the reason it failed."""
     state = record["state"]
-    head = f"run [bold]{record['run_id']}[/bold]  [{STATE_STYLE.get(state, '')}]{state}[/]"
+    head = f"run [bold]{record['run_id']}[/bold]  {styled(state, state)}"
     if record.get("key"):
         head += f"  key {record['key']}"
     table = Table(box=None, pad_edge=False)
@@ -162,11 +168,10 @@ def status_view(record: dict[str, Any]) -> Group:
         bar = ProgressBar(total=float(total) if total else None, completed=float(step or 0), width=24)
         metrics = "  ".join(f"{k}={v:.4g}" for k, v in sorted((p.get("metrics") or {}).items()))
         label = p["state"] + (" (reused)" if p.get("reused") else "") + (" (resumed)" if p.get("resumed") else "")
-        style = STATE_STYLE.get(p["state"], "")
-        table.add_row(p["stage"], f"[{style}]{label}[/]", bar, f"{step}/{total or '?'}", metrics)
+        table.add_row(p["stage"], styled(label, p["state"]), bar, f"{step}/{total or '?'}", metrics)
     parts: list[Any] = [head, table]
     if record.get("reason"):
-        parts.append(f"[red]reason: {record['reason']}[/red]")
+        parts.append(f"[red]reason: {escape(record['reason'])}[/red]")
     if record.get("candidate"):
         c = record["candidate"]
         metrics = "  ".join(f"{k}={v:.4g}" for k, v in sorted(c.get("metrics", {}).items()))
@@ -176,14 +181,14 @@ def status_view(record: dict[str, Any]) -> Group:
 
 def runs_table(runs: list[dict[str, Any]]) -> Table:
     table = Table(title="flywheel runs")
-    for col in ("run", "state", "trigger", "episodes", "candidate", "reason"):
-        table.add_column(col)
+    table.add_column("run", no_wrap=True, min_width=22)  # a run id is copied from here: never cut
+    for col in ("state", "trigger", "episodes", "candidate", "reason"):
+        table.add_column(col, overflow="fold")
     for r in runs:
         episodes = str(len(r["snapshot"]["episodes"])) if r.get("snapshot") else "-"
         candidate = (r.get("candidate") or {}).get("version", "-")
-        style = STATE_STYLE.get(r["state"], "")
-        reason = r.get("reason") or ""
-        table.add_row(r["run_id"], f"[{style}]{r['state']}[/]", r["trigger"], episodes, candidate, reason)
+        reason = escape(r.get("reason") or "")
+        table.add_row(r["run_id"], styled(r["state"], r["state"]), r["trigger"], episodes, candidate, reason)
     return table
 
 
