@@ -23,6 +23,7 @@ on disk, ``aborted`` with the reason, by :meth:`EpisodeStore.recover` (run when 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -36,7 +37,9 @@ from typing import Any
 
 import numpy as np
 import zarr
+import zarr.api.asynchronous as zarr_async
 from zarr.codecs import BloscCodec
+from zarr.core.sync import sync
 
 from data_store.catalog import CATALOG_FILE, Catalog
 from data_store.episode_info import EpisodeInfo, success_label
@@ -99,9 +102,10 @@ def _open_group(path: Path, mode: str = "r") -> zarr.Group:
 class EpisodeWriter:
     """Appends steps to one episode. Not thread-safe: one recorder thread owns it."""
 
-    def __init__(self, store: EpisodeStore, group: zarr.Group, info: EpisodeInfo) -> None:
+    def __init__(self, store: EpisodeStore, path: Path, info: EpisodeInfo) -> None:
         self._store = store
-        self._group = group
+        self.path = path
+        group = _open_group(path, mode="r+")
         self._info = info
         self._spec = info.spec
         self._length = 0
@@ -120,6 +124,9 @@ class EpisodeWriter:
             self._arrays[f"depth/{name}"] = group[f"depth/{name}"]
         for name in ("state", "action", "timestamp"):
             self._arrays[name] = group[name]
+        # A step is written with one trip to zarr's event loop: the chunks concurrently, then the length.
+        self._async_group = sync(zarr_async.open_group(store=str(path), mode="r+", use_consolidated=False))
+        sync(self._async_group.update_attributes({**info.to_attrs(), "writer": dict(self._writer)}))
 
     @property
     def episode_id(self) -> str:
@@ -145,26 +152,27 @@ class EpisodeWriter:
         t = self._length
         if t >= self._capacity:
             self._grow()
-        for name in self._spec.cameras:
-            self._arrays[f"images/{name}"][t] = obs.images[name]
+        values: dict[str, np.ndarray] = {f"images/{name}": obs.images[name] for name in self._spec.cameras}
         for name in self._spec.depth_cameras:
             assert obs.depth is not None  # check_observation guarantees it
-            self._arrays[f"depth/{name}"][t] = obs.depth[name]
-        self._arrays["state"][t] = obs.state
-        self._arrays["action"][t] = action
-        self._arrays["timestamp"][t] = float(obs.timestamp)
-        self._publish(t + 1)
+            values[f"depth/{name}"] = obs.depth[name]
+        values["state"] = obs.state
+        values["action"] = action
+        values["timestamp"] = np.asarray(obs.timestamp, dtype=np.float64)
+        self._writer["heartbeat_at"] = time.time()
+        sync(self._write_step(t, values))
+        self._length = t + 1
+
+    async def _write_step(self, t: int, values: dict[str, np.ndarray]) -> None:
+        await asyncio.gather(*(self._arrays[name].async_array.setitem(t, value) for name, value in values.items()))
+        # Publish only after every chunk of the step is on disk (PLATFORM.md: never the other way round).
+        await self._async_group.update_attributes({"length": t + 1, "writer": dict(self._writer)})
 
     def _grow(self) -> None:
         # Resize ahead: a reader may now see a longer shape, but it reads only [:length].
         self._capacity += BLOCK_STEPS
         for arr in self._arrays.values():
             arr.resize((self._capacity, *arr.shape[1:]))
-
-    def _publish(self, length: int) -> None:
-        self._writer["heartbeat_at"] = time.time()
-        self._group.attrs.update({"length": length, "writer": dict(self._writer)})
-        self._length = length
 
     def finish(self, success: bool | None, reason: str | None = None) -> EpisodeInfo:
         """Close the episode as ``complete`` with its success label (``None`` = unknown)."""
@@ -192,7 +200,7 @@ class EpisodeWriter:
         )
         attrs = info.to_attrs()
         attrs["writer"] = None
-        self._group.attrs.update(attrs)
+        sync(self._async_group.update_attributes(attrs))
         self._open = False
         self._info = info
         self._store.catalog.upsert(info)
@@ -368,10 +376,7 @@ class EpisodeStore:
         group.create_array("state", shape=(0, spec.state_dim), chunks=(BLOCK_STEPS, spec.state_dim), dtype="float32")
         group.create_array("action", shape=(0, spec.action_dim), chunks=(BLOCK_STEPS, spec.action_dim), dtype="float32")
         group.create_array("timestamp", shape=(0,), chunks=(BLOCK_STEPS,), dtype="float64")
-        writer = EpisodeWriter(self, group, info)
-        attrs = info.to_attrs()
-        attrs["writer"] = dict(writer._writer)
-        group.attrs.update(attrs)  # the group is an episode from here on
+        writer = EpisodeWriter(self, path, info)  # writes the attributes: the group is an episode from here on
         self.catalog.upsert(info)
         return writer
 
