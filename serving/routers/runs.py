@@ -41,13 +41,16 @@ def trainer_status(external_id: str) -> dict[str, Any]:
 
 
 def refresh(registry: RegistryDep, row: TrainingRun) -> TrainingRun:
-    """Copy the trainer's view of the run (state, current stage, fraction of stages done) into the row."""
+    """Copy the trainer's view of the run (state, current stage, fraction of stages done) into the row,
+    once a worker has taken it (before that, progress PATCHed by another trainer stands)."""
     if not row.external_id or row.status in ("succeeded", "failed", "unavailable"):
         return row
     try:
         status = trainer_status(row.external_id)
     except Exception as e:  # the trainer's files are elsewhere or gone: keep what we know
         log.info("run %s: trainer status unavailable: %s", row.id, e)
+        return row
+    if status.get("state") == "queued":  # no worker has taken it yet: nothing to copy
         return row
     stages = status.get("progress") or []
     done = sum(1 for st in stages if st.get("state") == "done")

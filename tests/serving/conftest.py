@@ -21,8 +21,9 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {p.name: p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the API, remote-inference and fuzz tests (each uses its own robot ids)."""
     srv = start_server(tmp_path_factory.mktemp("server"))
     yield srv
     srv.stop()

@@ -1,0 +1,108 @@
+"""The dashboard in headless Chromium (Playwright driving /usr/bin/chromium; no browser download):
+robots, versions, the success-rate plot, training runs, and a real click on Roll back."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from serving_helpers import SIM_SPEC, Server, start_server, upload
+
+from tests.conftest import need
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def fleet_server(
+    tmp_path_factory: pytest.TempPathFactory, artifacts: dict[str, Path]
+) -> Iterator[tuple[Server, str, str]]:
+    """A server with two robots on v2 (rolled out after v1), episodes under both, a run in progress."""
+    srv = start_server(tmp_path_factory.mktemp("dash"))
+    with srv.client(srv.admin) as admin, srv.client(srv.operator) as op:
+        v1, v2 = (upload(admin, artifacts[k]).json()["policy"]["version"] for k in ("v1", "v2"))
+        for robot in ("arm-1", "arm-2"):
+            op.post("/robots", json={"robot_id": robot, "spec": SIM_SPEC.to_json()})
+        admin.post("/rollouts", json={"version": v1})
+        admin.post("/rollouts", json={"version": v2})
+        now = datetime.now(UTC)
+        for i in range(12):
+            version, ok = (v1, i % 2 == 0) if i < 6 else (v2, i % 4 != 0)
+            op.post(
+                "/episodes",
+                json={
+                    "episode_id": f"ep-{i}",
+                    "robot_id": "arm-1" if i % 2 else "arm-2",
+                    "policy_version": version,
+                    "task": "drawer-close",
+                    "success": "true" if ok else "false",
+                    "length": 50,
+                    "ended_at": (now - timedelta(minutes=12 - i)).isoformat(),
+                },
+            )
+        for robot in ("arm-1", "arm-2"):
+            op.post(f"/robots/{robot}/heartbeat", json={"running_version": v2, "health": {"ok": True}})
+        run = op.post("/runs", json={"task": "drawer-close"}).json()
+        run_id = run.get("id") or run["run"]["id"]
+        op.patch(f"/runs/{run_id}", json={"status": "running", "stage": "world_model", "progress": 0.4})
+    yield srv, v1, v2
+    srv.stop()
+
+
+def test_dashboard_shows_the_fleet_and_rolls_back_on_click(
+    fleet_server: tuple[Server, str, str], tmp_path: Path
+) -> None:
+    need(shutil.which(CHROMIUM) is not None, "Chromium at /usr/bin/chromium (Debian package chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download)")
+    server, v1, v2 = fleet_server
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(server.url + "/dashboard")
+            page.fill("#token", server.viewer)
+            page.click("#save-token")
+            page.wait_for_selector("body[data-loaded='1']")
+            assert not page.is_visible("#rollback")  # a viewer sees no admin buttons
+
+            page.fill("#token", server.admin)
+            page.click("#save-token")
+            page.wait_for_selector("body.is-admin #rollback")
+            page.wait_for_function(
+                "v => document.querySelector(\"#robots tr[data-robot='arm-1'] .running\")?.textContent === v", arg=v2
+            )
+            assert page.inner_text("#who") == "test-admin (admin)"
+            assert page.locator("#policies tbody tr").count() == 2
+            lines = page.locator("#plot polyline")
+            assert sorted(lines.nth(i).get_attribute("data-version") or "" for i in range(lines.count())) == sorted(
+                [v1, v2]
+            )
+            assert "40%" in page.inner_text("#runs tbody")
+
+            page.click("#rollback")  # a real click on the admin's button
+            page.wait_for_function("() => document.getElementById('status').textContent.startsWith('rolled back')")
+            page.wait_for_function(
+                "v => [...document.querySelectorAll('#robots tbody tr td:nth-child(3)')].every(td => td.textContent === v)",
+                arg=v1,
+            )
+            shot = tmp_path / "dashboard.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+        finally:
+            browser.close()
+    with server.client(server.viewer) as viewer:
+        assert {viewer.get(f"/robots/{r}/desired").json()["version"] for r in ("arm-1", "arm-2")} == {v1}
+        assert viewer.get("/rollouts").json()[0]["status"] == "rolled_back"
