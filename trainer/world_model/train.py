@@ -1,0 +1,222 @@
+"""Training the world model from recorded episodes: pretrain on everything, fine-tune on the policy's own rollouts.
+
+WMPO §3.2 "policy behaviour alignment": after pretraining, fine-tune on the current policy's real rollouts,
+successes and failures alike, so that the imagined world also fails the way the real one does. Both are the same
+loop here; ``finetune_from`` starts from a trained model (its architecture and action statistics) with a fresh
+optimizer.
+
+Departures from WMPO Table 3 (AdamW, lr 1e-4, batch 128, grad-clip 0.1, EMA 0.9999, target ε): we train from
+scratch on a CPU, so lr 3e-4 with a short warm-up, batch 16, grad-clip 1.0 (the released config), no EMA,
+x_0 target (see network.py).
+
+Crash safety: every ``checkpoint_every`` steps the weights, the optimizer and the step go to ``OUT/checkpoint``
+(atomically); ``resume=True`` continues from there. Randomness is a pure function of (seed, step), so a resumed
+run draws the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainer.world_model.checkpoint import load_optimizer, read_model_dir, write_model_dir
+from trainer.world_model.config import PRESETS, WorldModelConfig
+from trainer.world_model.data import ChunkWindows, RecordedEpisode, load_episodes
+from trainer.world_model.flow import flow_loss
+from trainer.world_model.model import KIND, PixelWorldModel, frames_to_tensor
+from trainer.world_model.network import ChunkDenoiser
+
+CHECKPOINT_DIR = "checkpoint"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 3000
+    batch_size: int = 16
+    lr: float = 3e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    checkpoint_every: int = 200
+    log_every: int = 25
+    seed: int = 0
+
+
+@dataclass
+class TrainResult:
+    model: PixelWorldModel
+    losses: list[tuple[int, float]] = field(default_factory=list)  # (step, mean loss since the last log)
+    steps: int = 0
+    seconds: float = 0.0
+
+
+def fit_action_stats(episodes: Sequence[RecordedEpisode]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-dimension mean and std of the recorded actions (std floored so a constant dimension stays finite)."""
+    a = np.concatenate([e.actions for e in episodes]).astype(np.float64)
+    return tuple(a.mean(0).tolist()), tuple(np.maximum(a.std(0), 1e-2).tolist())
+
+
+def _lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 10 %."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+
+def fit_world_model(
+    episodes: Sequence[RecordedEpisode],
+    out: str | Path,
+    *,
+    config: WorldModelConfig | None = None,
+    train: TrainConfig = TrainConfig(),
+    finetune_from: str | Path | PixelWorldModel | None = None,
+    resume: bool = False,
+    manifest: dict[str, Any] | None = None,
+    on_log: Callable[[int, float], None] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train on ``episodes`` and write the model to ``out`` (safetensors + config.json + manifest.json)."""
+    out = Path(out)
+    ckpt = out / CHECKPOINT_DIR
+    start_step = 0
+    if resume and (ckpt / "train_state.json").exists():
+        weights, cfg_json, _ = read_model_dir(ckpt, KIND)
+        cfg = WorldModelConfig.from_json(cfg_json)
+    elif isinstance(finetune_from, PixelWorldModel):
+        weights, cfg = finetune_from.net.state_dict(), finetune_from.config
+    elif finetune_from is not None:
+        weights, cfg_json, _ = read_model_dir(finetune_from, KIND)
+        cfg = WorldModelConfig.from_json(cfg_json)
+    else:
+        weights = None
+        cfg = config or WorldModelConfig()
+        mean, std = fit_action_stats(episodes)
+        cfg = cfg.replace(action_mean=mean, action_std=std, action_dim=len(mean))
+    torch.manual_seed(train.seed)
+    net = ChunkDenoiser(cfg)
+    if weights is not None:
+        net.load_state_dict(weights)
+    opt = torch.optim.AdamW(net.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    if resume and (ckpt / "train_state.json").exists():
+        start_step = int(load_optimizer(opt, ckpt)["step"])
+
+    windows = ChunkWindows(episodes, cfg.chunk_size, cfg.memory_frames)
+    mean_t = torch.tensor(cfg.action_mean or (0.0,) * cfg.action_dim)
+    std_t = torch.tensor(cfg.action_std or (1.0,) * cfg.action_dim)
+    info = {
+        "run": {"finetune_from": _describe(finetune_from), "train": dict(train.__dict__)},
+        "dataset": {"episodes": len(episodes), "windows": len(windows), "ids": sorted(e.episode_id for e in episodes)},
+        **(manifest or {}),
+    }
+    result = TrainResult(model=PixelWorldModel(net))
+    t0, running, n_running = time.time(), 0.0, 0
+
+    def checkpoint(step: int) -> None:
+        write_model_dir(ckpt, net, cfg.to_json(), kind=KIND, manifest=info, optimizer=opt, train_state={"step": step})
+
+    bar = _progress(progress)
+    with bar:
+        task = bar.add_task("world model", total=train.steps, completed=start_step)
+        net.train()
+        for step in range(start_step, train.steps):
+            rng = np.random.default_rng([train.seed, step])
+            gen = torch.Generator().manual_seed(train.seed * 1_000_003 + step)
+            ctx, act, tgt = windows.batch(rng, train.batch_size)
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(step, train)
+            loss = flow_loss(
+                net,
+                frames_to_tensor(ctx),
+                frames_to_tensor(tgt),
+                (torch.from_numpy(act) - mean_t) / std_t,
+                cfg.context_noise,
+                gen,
+            )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), train.grad_clip)
+            opt.step()
+            running += float(loss.detach())
+            n_running += 1
+            if (step + 1) % train.log_every == 0 or step + 1 == train.steps:
+                result.losses.append((step + 1, running / n_running))
+                if on_log:
+                    on_log(step + 1, running / n_running)
+                running, n_running = 0.0, 0
+            if (step + 1) % train.checkpoint_every == 0:
+                checkpoint(step + 1)
+            bar.update(task, completed=step + 1, description=f"world model loss {float(loss.detach()):.4f}")
+        if train.steps > start_step:
+            checkpoint(train.steps)
+    net.eval()
+    result.steps, result.seconds = train.steps - start_step, time.time() - t0
+    result.model = PixelWorldModel(net)
+    result.model.save(out, manifest={**info, "losses": result.losses[-20:]})
+    return result
+
+
+def train_world_model(
+    store: Any,  # data_store.episodes.EpisodeStore or its root folder
+    out: str | Path,
+    *,
+    task: str | None = None,
+    policy_version: str | None = None,
+    robot_id: str | None = None,
+    episode_ids: Sequence[str] | None = None,
+    camera: str | None = None,
+    preset: str = "small",
+    steps: int | None = None,
+    finetune_from: str | Path | PixelWorldModel | None = None,
+    init: str | Path | PixelWorldModel | None = None,
+    resume: bool = False,
+    progress: bool = False,
+) -> PixelWorldModel:
+    """Pretrain (or, with ``finetune_from``/``init``, fine-tune) on the store's complete episodes that match the
+    filters; -> the trained model, also saved to ``out``. ``init`` is another name for ``finetune_from``."""
+    episodes = load_episodes(
+        store, camera=camera, task=task, policy_version=policy_version, robot_id=robot_id, episode_ids=episode_ids
+    )
+    if not episodes:
+        raise ValueError(f"no complete episodes in the store match task={task!r} policy_version={policy_version!r}")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    train = TrainConfig() if steps is None else TrainConfig(steps=steps, warmup_steps=min(100, max(1, steps // 10)))
+    result = fit_world_model(
+        episodes,
+        out,
+        config=PRESETS[preset],
+        train=train,
+        finetune_from=finetune_from or init,
+        resume=resume,
+        progress=progress,
+    )
+    return result.model
+
+
+def _describe(source: object) -> str | None:
+    if source is None:
+        return None
+    if isinstance(source, PixelWorldModel):
+        return "in-memory model"
+    return str(source)
+
+
+def _progress(enabled: bool) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+    )
