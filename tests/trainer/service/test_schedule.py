@@ -22,6 +22,7 @@ from trainer.service.stage import CycleConfig
 
 TRIGGER = """
 import sys, time
+import data_store.episodes, trainer.service.tasks  # imported before the barrier, so both race on the lock alone
 from trainer.service.schedule import maybe_start_cycle
 from trainer.service.settings import load_settings
 settings = load_settings()
@@ -40,7 +41,7 @@ def nightly(settings: ServiceSettings, policy_dir: Path, **fields: object) -> Se
 def triggers(settings: ServiceSettings, n: int) -> list[str]:
     """``n`` trigger processes started at once; what each returned (a run id or "none")."""
     env = service_env(settings)
-    at = time.time() + 3.0  # after every process has imported what it needs
+    at = time.time() + (2.5 if n > 1 else 0.0)  # after every process has imported what it needs
     cmd = [sys.executable, "-c", TRIGGER, str(at)]
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     procs = [subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True, **pipes) for _ in range(n)]

@@ -123,3 +123,23 @@ def test_two_workers_train_world_and_reward_model_at_once(redis_settings, episod
     assert wm["worker"] != rm["worker"]
     assert wm["started_at"] < rm["finished_at"] and rm["started_at"] < wm["finished_at"]  # they overlapped
     assert len(registered(redis_settings)) == 1
+
+
+@pytest.mark.slow
+def test_on_the_embedded_broker_a_killed_run_is_resumed_by_hand(embedded, episodes, policy_dir, workers) -> None:
+    """The SQLite transport does not redeliver a killed worker's message: ``--resume`` queues the run again."""
+    first = workers(embedded, "first")
+    env = service_env(embedded)
+    config = write_config(embedded, str(policy_dir), world_model={"steps": 24, "pace_s": 0.15, "every": 4})
+    run_id = submit(env, "--config", config)
+    wait_for(lambda: (stage(embedded, run_id, "world_model").get("step") or 0) >= 10, 60, "world model mid-way")
+    first.kill()
+    workers(embedded, "second")
+    out = flywheel(env, "train", "cycle", "--resume", run_id)
+    assert out.returncode == 0, out.stdout + out.stderr
+    status = finished(embedded, run_id, 90)
+    assert status["state"] == "succeeded", status
+    wm = stage(embedded, run_id, "world_model")
+    assert wm["attempts"] == 2 and wm["resumed"] is True
+    assert stage(embedded, run_id, "snapshot")["state"] == "done"
+    assert len(registered(embedded)) == 1
