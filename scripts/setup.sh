@@ -9,8 +9,8 @@ PYTHON="${PYTHON:-python3}"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# MuJoCo renders headless through EGL (Mesa). Debian packages; installed only when missing.
-apt_pkgs=(libegl-mesa0 libgl1-mesa-dri libglx-mesa0)
+# MuJoCo renders headless through EGL (Mesa); pyrealsense2 needs libusb. Debian packages; installed only when missing.
+apt_pkgs=(libegl-mesa0 libgl1-mesa-dri libglx-mesa0 libusb-1.0-0)
 if [ "${FLYWHEEL_BROWSER:-0}" = 1 ]; then apt_pkgs+=(chromium chromium-driver); fi
 missing=()
 if command -v dpkg >/dev/null 2>&1; then
