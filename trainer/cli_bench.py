@@ -1,9 +1,125 @@
-"""Commands of one trainer family. `register` adds them to `flywheel train` / `flywheel bench`."""
+"""`flywheel bench paper | lifelong | rl-cost`: WMPO's table, the lifelong loop and the cost of imagined RL.
+
+Only typer/rich at module level; the benches import torch and the simulator inside the commands.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def _tasks(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    from sim.tasks import resolve_task
+
+    names = tuple(t.strip() for t in value.split(",") if t.strip())
+    if not names:
+        raise typer.BadParameter("give at least one task, e.g. --tasks drawer-close,window-open")
+    for name in names:
+        try:
+            resolve_task(name)
+        except (KeyError, ValueError) as e:
+            raise typer.BadParameter(f"unknown Meta-World task {name!r}: {e}") from e
+    return names
 
 
 def register(train: typer.Typer, bench: typer.Typer) -> None:
-    """Add this family's commands."""
+    """Add `bench paper`, `bench lifelong` and `bench rl-cost`."""
+
+    @bench.command("paper")
+    def paper(
+        tasks: str | None = typer.Option(None, help="Comma-separated Meta-World v3 tasks (default: 4 tasks)."),
+        budget: int | None = typer.Option(None, min=8, help="P: real episodes of the base policy (WMPO: 128)."),
+        out: Path = typer.Option(Path("bench_paper"), help="Folder for the store, models, results.jsonl, report.md."),
+        eval_episodes: int | None = typer.Option(None, min=1, help="Seeded evaluation episodes per task and method."),
+        iterations: int | None = typer.Option(None, min=1, help="GRPO updates per RL stage in imagination."),
+        quick: bool = typer.Option(False, "--quick", help="A tiny smoke configuration (one task, seconds)."),
+    ) -> None:
+        """WMPO's table on the simulated arm, from an empty store: Base, GRPO in the simulator, WMPO,
+        WMPO + KIR, WMPO + KIR + co-evolution; success with 95% intervals, as JSON lines and report.md."""
+        from dataclasses import replace
+
+        from trainer.paper_bench import PRESETS, run_bench
+
+        cfg = PRESETS["quick" if quick else "default"]
+        overrides = {
+            "tasks": _tasks(tasks),
+            "budget": budget,
+            "eval_episodes": eval_episodes,
+            "rl_iterations": iterations,
+        }
+        cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+        run_bench(cfg, out)
+        console.print(f"[green]report:[/green] {out / 'report.md'}")
+
+    @bench.command("lifelong")
+    def lifelong(
+        tasks: str | None = typer.Option("drawer-close", help="Comma-separated Meta-World v3 tasks."),
+        rounds: int = typer.Option(3, min=1, help="Rounds of deploy → collect P → refit → RL."),
+        budget: int | None = typer.Option(None, min=8, help="P real episodes per round."),
+        out: Path = typer.Option(Path("bench_lifelong"), help="Folder for the store, models and lifelong.jsonl."),
+        quick: bool = typer.Option(False, "--quick", help="A tiny smoke configuration."),
+    ) -> None:
+        """WMPO §4.5's lifelong loop: success after each round, as JSON lines."""
+        from dataclasses import replace
+
+        from trainer.lifelong import LifelongConfig, run_lifelong
+        from trainer.paper_bench import PRESETS
+
+        bench_cfg = PRESETS["quick" if quick else "default"]
+        overrides = {"tasks": _tasks(tasks), "budget": budget}
+        bench_cfg = replace(bench_cfg, **{k: v for k, v in overrides.items() if v is not None})
+        run_lifelong(LifelongConfig(bench=bench_cfg, rounds=rounds), out)
+
+    @bench.command("rl-cost")
+    def rl_cost(
+        from_run: Path | None = typer.Option(None, "--from", help="A `bench paper` folder: report its stage times."),
+        quick: bool = typer.Option(False, "--quick", help="A tiny grid with tiny models."),
+    ) -> None:
+        """Wall time and peak memory of imagined RL; trajectories per hour; growth with G, batch and horizon."""
+        import json
+
+        from trainer.cost_bench import GRID, QUICK_GRID, markdown, scaling, stage_times
+        from trainer.paper_bench import machine
+
+        if from_run is not None:
+            results = from_run / "results.jsonl"
+            if not results.is_file():
+                raise typer.BadParameter(f"{results} not found: run `flywheel bench paper --out {from_run}` first")
+            for row in stage_times(results):
+                print(
+                    json.dumps(
+                        {
+                            "name": f"rl-cost/stage/{row['stage']}",
+                            "figure": "wall_time",
+                            "value": row["s"],
+                            "unit": "s",
+                            "machine": machine(),
+                            "config": {"from": str(from_run)},
+                        }
+                    )
+                )
+
+        def emit(name: str, figure: str, value: float, unit: str, **extra: object) -> None:
+            print(
+                json.dumps(
+                    {
+                        "name": name,
+                        "figure": figure,
+                        "value": round(value, 3),
+                        "unit": unit,
+                        "machine": machine(),
+                        "config": extra,
+                    }
+                )
+            )
+
+        preset = "tiny" if quick else "small"
+        rows = scaling(QUICK_GRID if quick else GRID, preset, preset, emit)
+        console.print(markdown(rows))

@@ -1,0 +1,182 @@
+"""``flywheel bench rl-cost``: what imagined RL costs on this machine (wall time, peak memory, throughput).
+
+Two parts:
+
+1. **Stages** of the paper bench's default configuration (``--from DIR`` reads the stage wall times that
+   ``bench paper`` wrote to ``results.jsonl``; peak memory comes from this run's own measurements).
+2. **Scaling**: one imagined draw (B initial states × G rollouts × horizon H steps, world model + reward
+   model + policy sampling) and one GRPO update on it, for a small grid of G, B and H around the default
+   (G=8, B=8, H=96), with the default-sized policy and world model. Costs do not depend on what the
+   weights have learned, so the models are freshly initialised; the reward model is the project's own.
+   Reported: seconds per draw and per update, imagined trajectories per hour, peak resident memory.
+
+Peak memory is the process's resident set, sampled every 20 ms during the measured call (torch's CPU
+allocator is invisible to tracemalloc).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainer.grpo import PRESETS as GRPO_PRESETS
+from trainer.grpo import make_optimizer, update
+from trainer.imagine import ImagineConfig, ProprioModel, StartState, imagine_rollouts
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure(fn: Callable[[], Any]) -> tuple[Any, float, float]:
+    """(result, wall seconds, peak resident MiB during the call)."""
+    peak = [rss_mib()]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.02):
+            peak[0] = max(peak[0], rss_mib())
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    t0 = time.perf_counter()
+    try:
+        result = fn()
+    finally:
+        elapsed = time.perf_counter() - t0
+        stop.set()
+        thread.join()
+    return result, elapsed, max(peak[0], rss_mib())
+
+
+@dataclass(frozen=True)
+class CostPoint:
+    group_size: int
+    batch: int  # initial states per draw
+    horizon: int  # environment steps
+
+
+DEFAULT_POINT = CostPoint(8, 8, 96)
+GRID = (
+    DEFAULT_POINT,
+    CostPoint(4, 8, 96),
+    CostPoint(16, 8, 96),
+    CostPoint(8, 4, 96),
+    CostPoint(8, 16, 96),
+    CostPoint(8, 8, 48),
+    CostPoint(8, 8, 144),
+)
+QUICK_GRID = (CostPoint(2, 1, 16), CostPoint(4, 1, 16), CostPoint(2, 1, 32))
+
+
+def _models(policy_preset: str, world_preset: str) -> tuple[Any, Any, Any, ProprioModel]:
+    """Freshly initialised policy, world model and reward model of the default sizes."""
+    from data_store.schema import RobotSpec
+    from trainer.reward_model import RewardModelConfig, SuccessClassifier
+    from trainer.world_model.config import PRESETS as WM_PRESETS
+    from trainer.world_model.model import PixelWorldModel
+    from trainer.world_model.network import ChunkDenoiser
+    from vla.model import VLAConfig, VLAPolicy
+    from vla.norm_stats import NormStats
+
+    spec = RobotSpec(4, 4, (-1.0,) * 4, (1.0,) * 4, cameras={"corner4": (64, 64)})
+    policy = VLAPolicy(VLAConfig.preset(policy_preset), NormStats.from_spec(spec), spec).eval()
+    world_model = PixelWorldModel(ChunkDenoiser(WM_PRESETS[world_preset]))
+    reward_model = SuccessClassifier(RewardModelConfig())
+    proprio = ProprioModel(
+        np.eye(4, dtype=np.float32) * 0.01, np.zeros(4, np.float32), -np.ones(4, np.float32), np.ones(4, np.float32)
+    )
+    return policy, world_model, reward_model, proprio
+
+
+def scaling(
+    grid: tuple[CostPoint, ...],
+    policy_preset: str = "small",
+    world_preset: str = "small",
+    emit: Callable[..., None] | None = None,
+) -> list[dict[str, Any]]:
+    """Time and memory of one imagined draw and one GRPO update per grid point."""
+    policy, world_model, reward_model, proprio = _models(policy_preset, world_preset)
+    rng = np.random.default_rng(0)
+    c = getattr(world_model.config, "context_frames", 3)
+    rows = []
+    for point in grid:
+        start = StartState(
+            context_frames=rng.integers(0, 256, size=(c, 64, 64, 3), dtype=np.uint8),
+            context_actions=np.zeros((c - 1, 4), np.float32),
+            state=np.zeros(4, np.float32),
+            instruction="close the drawer",
+            steps_left=point.horizon,
+        )
+        icfg = ImagineConfig(group_size=point.group_size, context_len=c)
+        torch.manual_seed(0)
+        batch, draw_s, draw_mib = measure(
+            lambda s=start, i=icfg, b=point.batch: imagine_rollouts(
+                policy, world_model, reward_model, [s] * b, i, "corner4", proprio_model=proprio
+            )
+        )
+        rollouts = batch.rollouts
+        rollouts.success = torch.as_tensor(rng.integers(0, 2, size=rollouts.success.shape), dtype=torch.float32)
+        gcfg = GRPO_PRESETS["cpu"]
+        opt = make_optimizer(policy, gcfg)
+        policy.train()
+        _, update_s, update_mib = measure(lambda r=rollouts, o=opt, g=gcfg: update(policy, o, r, g))
+        policy.eval()
+        n = point.batch * point.group_size
+        row = {
+            "group_size": point.group_size,
+            "batch": point.batch,
+            "horizon": point.horizon,
+            "trajectories": n,
+            "draw_s": round(draw_s, 2),
+            "update_s": round(update_s, 2),
+            "imagined_trajectories_per_hour": round(3600 * n / draw_s),
+            "rl_trajectories_per_hour": round(3600 * n / (draw_s + update_s)),
+            "peak_rss_mib": round(max(draw_mib, update_mib)),
+        }
+        rows.append(row)
+        if emit is not None:
+            name = f"rl-cost/G{point.group_size}-B{point.batch}-H{point.horizon}"
+            emit(name, "draw_time", draw_s, "s", **row)
+    return rows
+
+
+def stage_times(results: Path) -> list[dict[str, Any]]:
+    """The stage wall times a ``bench paper`` run wrote."""
+    import json
+
+    out = []
+    for line in results.read_text().splitlines():
+        d = json.loads(line)
+        if d.get("figure") == "wall_time":
+            out.append({"stage": d["name"], "s": round(d["value"], 1)})
+    return out
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    head = ["G", "B", "H", "traj", "draw s", "update s", "imagined traj/h", "RL traj/h", "peak MiB"]
+    keys = [
+        "group_size",
+        "batch",
+        "horizon",
+        "trajectories",
+        "draw_s",
+        "update_s",
+        "imagined_trajectories_per_hour",
+        "rl_trajectories_per_hour",
+        "peak_rss_mib",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
