@@ -1,7 +1,216 @@
-"""`flywheel robot_agent` commands. Heavy imports live inside the commands."""
+"""`flywheel robot` commands: run a policy on an arm and record every episode.
+
+Heavy imports (mujoco, zarr, torch through vla) live inside the commands, so ``flywheel --help`` is instant.
+"""
 
 from __future__ import annotations
 
-import typer
+import signal
+import threading
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, NoReturn
 
-app = typer.Typer(no_args_is_help=True)
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(no_args_is_help=True, help="Run the robot agent: episodes with a policy, recorded.")
+console = Console()
+
+
+class LabelMode(StrEnum):
+    auto = "auto"  # the robot's verdict where it has one (a simulator), else ask
+    ask = "ask"  # the operator answers after each episode
+    sim = "sim"  # the robot's verdict (unknown where it cannot tell)
+    none = "none"  # leave success unknown
+
+
+def _fail(message: str) -> NoReturn:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+class _LiveSteps:
+    """Subscriber that moves the step bar of the live display."""
+
+    def __init__(self, progress: Progress, task_id: Any) -> None:
+        self.progress, self.task_id = progress, task_id
+
+    def on_episode_start(self, obs: Any) -> None:
+        self.progress.reset(self.task_id)
+
+    def on_step(self, obs: Any, action: Any, info: Any) -> None:
+        self.progress.update(self.task_id, completed=info.step + 1)
+
+    def on_episode_end(self, result: Any) -> None:
+        pass
+
+
+@app.command("run")
+def run(
+    robot_name: str = typer.Option("sim", "--robot", help="Robot backend: sim, dds, lerobot."),
+    task: str = typer.Option("drawer-close", "--task", help="Task (sim: a registry or Meta-World v3 name)."),
+    policy_spec: str = typer.Option(
+        "scripted", "--policy", help="scripted | random | replay:EPISODE_ID | artifact:DIR (or a policy directory)."
+    ),
+    episodes: int = typer.Option(10, "--episodes", min=1, help="Episodes to run."),
+    store_dir: Path = typer.Option(
+        "flywheel_data/episodes", "--store", envvar="FLYWHEEL_STORE", help="Episode store folder (created if missing)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Scene seed of the first episode; episode i uses seed + i."),
+    max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Steps per episode (default: the task's)."),
+    noise: float = typer.Option(0.1, "--noise", min=0.0, help="Scripted expert: std of the Gaussian action noise."),
+    label: LabelMode = typer.Option(
+        LabelMode.auto, "--label", help="Success labels: auto | ask (operator) | sim (robot's verdict) | none."
+    ),
+    camera: str | None = typer.Option(None, "--camera", help="Sim camera (default: the task's)."),
+    size: int = typer.Option(64, "--size", min=16, max=1024, help="Sim image height and width in pixels."),
+    robot_id: str = typer.Option("sim-0", "--robot-id", help="Robot id written into each episode."),
+    realtime: bool = typer.Option(False, "--realtime", help="Sim: pace on the wall clock like a physical arm."),
+    safety: str | None = typer.Option(None, "--safety", help="Safety preset: default | sim | off (default: robot's)."),
+) -> None:
+    """Run EPISODES episodes of POLICY on ROBOT and record each one into the episode store.
+
+    Ctrl-C ends the running episode at once (kept, marked aborted: "operator interrupt") and stops the
+    run; a second Ctrl-C interrupts immediately.
+    """
+    from data_store.episodes import EpisodeStore
+    from robot_agent.loop import EpisodeInterrupted, EpisodeResult, Runtime
+    from robot_agent.policies import load_policy
+    from robot_agent.recorder import Recorder
+    from robot_agent.robots.base import MissingDependency, make_robot
+    from robot_agent.safety import SafetyConfig
+    from robot_agent.slot import PolicySlot
+
+    try:
+        safety_config = SafetyConfig.preset(safety) if safety else None
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--safety") from None
+    kwargs: dict[str, Any] = {}
+    if robot_name == "sim":
+        from sim.tasks import resolve_task
+
+        try:
+            task_info = resolve_task(task)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--task") from None
+        task = task_info.name
+        kwargs = dict(task=task_info, camera=camera, image_size=(size, size), max_steps=max_steps, seed=seed)
+        kwargs["realtime"] = realtime
+    try:
+        robot = make_robot(robot_name, **kwargs)
+    except MissingDependency as e:
+        _fail(str(e))
+    except ValueError as e:
+        _fail(str(e))
+    store = EpisodeStore(store_dir)
+    try:
+        policy = load_policy(policy_spec, robot=robot, store=store, noise=noise, seed=seed)
+    except ValueError as e:
+        robot.disconnect()
+        raise typer.BadParameter(str(e), param_hint="--policy") from None
+    version = str(getattr(policy, "version", policy_spec))
+    slot = PolicySlot(policy, version)
+
+    stop = threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        stop.set()  # the loop ends the episode at the next tick; a second Ctrl-C raises at once
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous_handler = signal.signal(signal.SIGINT, on_sigint)
+    results: list[tuple[int, EpisodeResult]] = []
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    try:
+        robot.connect()
+        runtime = Runtime(robot, slot, safety=safety_config, stop_event=stop)
+        can_tell = robot_name == "sim"
+        mode = (LabelMode.sim if can_tell else LabelMode.ask) if label is LabelMode.auto else label
+        with progress:
+            episodes_bar = progress.add_task("episodes", total=episodes, note="")
+            steps_bar = progress.add_task("step", total=max_steps or getattr(robot, "max_steps", None), note="")
+            live = _LiveSteps(progress, steps_bar)
+            for i in range(episodes):
+                episode_seed = seed + i
+                instruction = _instruction(robot, task, episode_seed)
+                writer = store.create(
+                    robot.spec,
+                    task=task,
+                    instruction=instruction,
+                    robot_id=robot_id,
+                    policy_version=slot.version,
+                    meta={"seed": episode_seed, "policy": policy_spec, "noise": noise},
+                )
+                recorder = Recorder(writer, record_success=mode is LabelMode.sim)
+                progress.update(steps_bar, description=f"episode {i + 1} step")
+                try:
+                    result = runtime.run_episode(max_steps=max_steps, seed=episode_seed, subscribers=[recorder, live])
+                except EpisodeInterrupted as e:
+                    result = e.result
+                results.append((episode_seed, result))
+                if mode is LabelMode.ask and result.status == "complete":
+                    progress.stop()
+                    verdict = _ask(writer.episode_id, result)
+                    if verdict is not None:
+                        store.label(writer.episode_id, verdict)
+                    progress.start()
+                successes = sum(1 for _, r in results if _final_success(store, r) == "true")
+                progress.update(episodes_bar, advance=1, note=f"success {successes}/{len(results)}")
+                if result.reason == "operator interrupt":
+                    break
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        robot.disconnect()
+    _summary(store, store_dir, results)
+
+
+def _instruction(robot: Any, task: str, seed: int) -> str:
+    """The sim arm's phrasing for this seed (fixed on the robot so the recording names it), else the task."""
+    info = getattr(robot, "task", None)
+    if info is not None and hasattr(info, "instruction_for"):
+        text = str(info.instruction_for(seed))
+        robot.instruction = text
+        return text
+    return str(getattr(robot, "instruction", "") or task)
+
+
+def _ask(episode_id: str, result: Any) -> bool | None:
+    said = {True: "success", False: "failure", None: "cannot tell"}[result.success]
+    answer = typer.prompt(
+        f"episode {episode_id} ended ({result.reason}, {result.steps} steps; robot says: {said}). "
+        "Success? [y]es / [n]o / [s]kip",
+        default="s",
+        show_default=False,
+    )
+    return {"y": True, "yes": True, "n": False, "no": False}.get(answer.strip().lower())
+
+
+def _final_success(store: Any, result: Any) -> str:
+    if result.episode_id is None:
+        return "unknown"
+    return str(store.info(result.episode_id).success)
+
+
+def _summary(store: Any, store_dir: Path, results: list[tuple[int, Any]]) -> None:
+    table = Table(title=f"{len(results)} episode(s) recorded in {store_dir}")
+    for col in ("episode", "seed", "steps", "status", "success", "reason"):
+        table.add_column(col)
+    for episode_seed, r in results:
+        success = _final_success(store, r)
+        colour = {"true": "green", "false": "red"}.get(success, "yellow")
+        table.add_row(
+            str(r.episode_id), str(episode_seed), str(r.steps), r.status, f"[{colour}]{success}[/]", r.reason
+        )
+    console.print(table)
+    done = sum(1 for _, r in results if _final_success(store, r) == "true")
+    console.print(f"success {done}/{len(results)}; list them with: flywheel data ls --store {store_dir}")
