@@ -29,6 +29,7 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,7 +54,7 @@ class Slot(Protocol):
     """What the syncer needs of ``robot_agent.slot.PolicySlot``."""
 
     @property
-    def version(self) -> str | None: ...
+    def version(self) -> str: ...
 
     def swap(self, policy: Policy, version: str) -> None: ...
 
@@ -145,30 +146,60 @@ class PolicySyncer:
 
     def __init__(
         self,
-        slot: Slot,
+        slot: Slot | None,
         spec: RobotSpec,
         config: SyncConfig,
         *,
         loader: Loader = load_vla_artifact,
         health: Callable[[], dict[str, Any]] | None = None,
         last_episode: Callable[[], str | None] | None = None,
+        stop_event: threading.Event | None = None,
     ) -> None:
         self.slot, self.spec, self.config, self.loader = slot, spec, config, loader
         self.health = health or (lambda: {"ok": True})
         self.last_episode = last_episode or (lambda: None)
         self.status = SyncStatus()
         self.loaded: OrderedDict[str, Policy] = OrderedDict()
-        if slot.version is not None and getattr(slot, "policy", None) is not None:
-            self.loaded[slot.version] = slot.policy  # type: ignore[attr-defined]
+        if slot is not None:
+            self.attach(slot)
         self._held: tuple[Policy, str, dict[str, Any]] | None = None  # waiting for an episode boundary
         self._reports: list[tuple[str, dict[str, Any]]] = []  # queued while the server is unreachable
-        self._stop = threading.Event()
+        self._stop = stop_event or threading.Event()  # shared with the agent: one signal stops both
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         headers = {"Authorization": f"Bearer {config.token}"} if config.token else {}
         self.http = httpx.Client(base_url=config.server, headers=headers, timeout=config.timeout_s)
         config.cache_dir.mkdir(parents=True, exist_ok=True)
+
+    def attach(self, slot: Slot) -> None:
+        """The slot to keep in sync (after ``bootstrap`` gave its first policy)."""
+        self.slot = slot
+        policy = getattr(slot, "policy", None)
+        if policy is not None:
+            self.loaded[slot.version] = policy
+
+    def bootstrap(self, timeout_s: float = 300.0) -> tuple[Policy, str]:
+        """For a robot that starts with no policy: register, then fetch, check and load the desired
+        version, retrying every ``poll_s`` (server down, nothing rolled out yet, a refused version)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self.register()
+                desired = self._heartbeat()
+                version, sha = desired.get("version"), desired.get("sha256")
+                if version is not None and version not in self.status.refused:
+                    try:
+                        return self._fetch_and_prepare(version, sha), version
+                    except Refused as e:
+                        self._refuse(version, str(e))
+                self.status.last_error = f"no version to run yet (desired: {version})"
+            except httpx.HTTPError as e:
+                self.status.last_error = f"server unreachable: {e}"
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no policy to run after {timeout_s} s: {self.status.last_error}")
+            if self._stop.wait(self.config.poll_s):
+                raise TimeoutError("stopped before a first policy arrived")
 
     # -- the thread ---------------------------------------------------------------------------------
     def start(self) -> PolicySyncer:
@@ -204,49 +235,75 @@ class PolicySyncer:
 
     def sync_once(self) -> str:
         """Heartbeat, then move toward the desired version. Returns what happened, in words."""
+        if self.slot is None:
+            raise RuntimeError("PolicySyncer.sync_once before attach(slot)")
+        try:
+            self._flush_reports()
+            desired = self._heartbeat()
+        except httpx.HTTPError as e:
+            self.status.online = False
+            self.status.last_error = f"server unreachable: {e}"
+            return "offline: keep running " + str(self.slot.version)
+        self.status.online = True
+        version, sha = desired.get("version"), desired.get("sha256")
+        self.status.desired = version
+        if version is None or version == self.slot.version:
+            return "up to date"
         with self._lock:
-            try:
-                self._flush_reports()
-                desired = self._heartbeat()
-            except httpx.HTTPError as e:
-                self.status.online = False
-                self.status.last_error = f"server unreachable: {e}"
-                return "offline: keep running " + str(self.slot.version)
-            self.status.online = True
-            version, sha = desired.get("version"), desired.get("sha256")
-            self.status.desired = version
-            if version is None or version == self.slot.version:
-                return "up to date"
-            if self._held is not None and self._held[1] == version:
-                return "waiting for the episode boundary"
-            if version in self.status.refused:
-                return f"refused {version}: {self.status.refused[version]}"
-            started = time.monotonic()
-            try:
-                policy = self.loaded.get(version) or self._fetch_and_prepare(version, sha)
-            except Refused as e:
-                return self._refuse(version, str(e))
-            except httpx.HTTPError as e:
-                self.status.last_error = f"download of {version} failed: {e}"
-                return f"download failed, will retry: {e}"
-            detail = {"from": self.slot.version, "prepare_s": round(time.monotonic() - started, 3)}
-            if self.config.boundary == "episode":
+            held = self._held
+        if held is not None and held[1] == version:
+            return "waiting for the episode boundary"
+        if version in self.status.refused:
+            return f"refused {version}: {self.status.refused[version]}"
+        started = time.monotonic()
+        cached = version in self.loaded
+        try:
+            policy = self.loaded[version] if cached else self._fetch_and_prepare(version, sha)
+        except Refused as e:
+            return self._refuse(version, str(e))
+        except httpx.HTTPError as e:
+            self.status.last_error = f"download of {version} failed: {e}"
+            return f"download failed, will retry: {e}"
+        detail = {"from": self.slot.version, "cached": cached, "prepare_s": round(time.monotonic() - started, 3)}
+        if self.config.boundary == "episode":
+            with self._lock:
                 self._held = (policy, version, detail)
-                return f"{version} ready; swapping at the next episode boundary"
-            return self._swap(policy, version, detail)
+            return f"{version} ready; swapping at the next episode boundary"
+        return self._swap(policy, version, detail)
 
     def at_episode_boundary(self) -> str | None:
         """Call between episodes (``boundary="episode"``): a prepared version goes in now."""
         with self._lock:
-            if self._held is None:
-                return None
-            policy, version, detail = self._held
-            self._held = None
-            return self._swap(policy, version, detail)
+            held, self._held = self._held, None
+        if held is None:
+            return None
+        return self._swap(*held)
+
+    def report_episode(
+        self, episode_id: str, *, version: str, task: str, success: bool | None, length: int, reason: str = ""
+    ) -> None:
+        """Index a finished episode on the server (queued, like swap reports, while it is down)."""
+        body = {
+            "episode_id": episode_id,
+            "robot_id": self.config.robot_id,
+            "policy_version": version,
+            "task": task,
+            "success": "unknown" if success is None else ("true" if success else "false"),
+            "length": length,
+            "ended_at": _now(),
+            "reason": reason[:2000] or None,
+        }
+        with self._lock:  # the syncer thread sends it; the control loop never waits on the network
+            self._reports.append(("/episodes", body))
+        self.poke()
 
     # -- steps --------------------------------------------------------------------------------------
     def _heartbeat(self) -> dict[str, Any]:
-        body = {"running_version": self.slot.version, "health": self.health(), "last_episode_id": self.last_episode()}
+        body = {
+            "running_version": self.slot.version if self.slot is not None else None,
+            "health": self.health(),
+            "last_episode_id": self.last_episode(),
+        }
         resp = self.http.post(f"/robots/{self.config.robot_id}/heartbeat", json=body)
         if resp.status_code == 404:  # the server forgot us (a fresh database): register again
             self.register()
@@ -293,12 +350,18 @@ class PolicySyncer:
             unpacked.rename(folder)
 
     def _swap(self, policy: Policy, version: str, detail: dict[str, Any]) -> str:
+        slot = self.slot
+        assert slot is not None
         requested = time.monotonic()
-        self.slot.swap(policy, version)
-        while self.slot.version != version and time.monotonic() - requested < self.config.swap_wait_s:
-            if self._stop.wait(0.002):
-                break
-        if self.slot.version != version:
+        slot.swap(policy, version)
+        wait = getattr(slot, "wait_until_active", None)
+        if wait is not None:
+            wait(version, self.config.swap_wait_s)
+        else:
+            while slot.version != version and time.monotonic() - requested < self.config.swap_wait_s:
+                if self._stop.wait(0.002):
+                    break
+        if slot.version != version:
             return f"{version} handed to the slot; not in effect after {self.config.swap_wait_s} s"
         detail = {**detail, "boundary_wait_s": round(time.monotonic() - requested, 4)}
         self.loaded[version] = policy
@@ -316,17 +379,23 @@ class PolicySyncer:
         return f"refused {version}: {reason}"
 
     def _report(self, body: dict[str, Any]) -> None:
-        self._reports.append((f"/robots/{self.config.robot_id}/swaps", body))
+        with self._lock:
+            self._reports.append((f"/robots/{self.config.robot_id}/swaps", body))
         try:
             self._flush_reports()
         except httpx.HTTPError as e:
             self.status.last_error = f"report queued: {e}"
 
     def _flush_reports(self) -> None:
-        while self._reports:
-            path, body = self._reports[0]
+        """Send queued reports in order; stop at the first failure (they stay queued)."""
+        while True:
+            with self._lock:
+                if not self._reports:
+                    return
+                path, body = self._reports[0]
             self._post(path, body)
-            self._reports.pop(0)
+            with self._lock:
+                self._reports.pop(0)
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         resp = self.http.post(path, json=body)
@@ -354,3 +423,127 @@ def _raise_for(resp: httpx.Response) -> None:
             request=resp.request,
             response=resp,
         )
+
+
+def run_agent(
+    config: SyncConfig,
+    *,
+    task: str = "drawer-close",
+    episodes: int | None = None,
+    max_steps: int | None = None,
+    realtime: bool = False,
+    initial_policy: str | None = None,
+    stop_event: threading.Event | None = None,
+) -> int:
+    """A simulated robot agent kept in sync with the server: episodes of ``task`` one after another
+    (``episodes`` of them, or until ``stop_event``), each indexed on the server, with the syncer
+    swapping versions behind the loop. Starts on ``initial_policy`` (a ``load_policy`` spec) or, without
+    one, on the server's desired version. Returns the number of episodes run."""
+    from robot_agent.loop import EpisodeInterrupted, Runtime
+    from robot_agent.policies import load_policy
+    from robot_agent.robots.base import make_robot
+    from robot_agent.slot import PolicySlot
+
+    stop_event = stop_event or threading.Event()
+    robot = make_robot("sim", task=task, max_steps=max_steps, realtime=realtime)
+    robot.connect()
+    last: dict[str, Any] = {"episode": None, "missed": 0}
+    syncer = PolicySyncer(
+        None,
+        robot.spec,
+        config,
+        health=lambda: {"ok": True, "missed_deadlines": last["missed"]},
+        last_episode=lambda: last["episode"],
+        stop_event=stop_event,
+    )
+    try:
+        if initial_policy:
+            policy = load_policy(initial_policy, robot=robot)
+            version = str(getattr(policy, "version", initial_policy))
+            try:
+                syncer.register()
+            except httpx.HTTPError as e:
+                log.warning("server unreachable at start (%s): running %s", e, version)
+        else:
+            policy, version = syncer.bootstrap()
+        slot = PolicySlot(policy, version)
+        syncer.attach(slot)
+        syncer.start()
+        runtime = Runtime(robot, slot, pace=realtime, stop_event=stop_event)
+        n = 0
+        while not stop_event.is_set() and (episodes is None or n < episodes):
+            episode_id = uuid.uuid4().hex
+            try:
+                result = runtime.run_episode(seed=n)
+            except EpisodeInterrupted as e:
+                result = e.result
+            n += 1
+            last["missed"] += result.missed_deadlines
+            if result.steps:
+                last["episode"] = episode_id
+                ran = result.versions[-1] if result.versions else slot.version
+                syncer.report_episode(
+                    episode_id,
+                    version=ran,
+                    task=task,
+                    success=result.success,
+                    length=result.steps,
+                    reason=result.reason,
+                )
+            syncer.at_episode_boundary()
+        return n
+    finally:
+        syncer.poke()
+        time.sleep(min(0.5, config.poll_s))  # let the last reports go out
+        syncer.stop()
+        robot.disconnect()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m robot_agent.sync --server URL --robot-id ID``: the simulated robot agent process
+    (the token comes from ``FLYWHEEL_TOKEN``); SIGTERM or Ctrl-C stops it after the current episode."""
+    import argparse
+    import os
+    import signal
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--server", required=True)
+    p.add_argument("--robot-id", required=True)
+    p.add_argument("--task", default="drawer-close")
+    p.add_argument("--cache", type=Path, default=Path("flywheel_data/robot_cache"))
+    p.add_argument("--episodes", type=int, default=None)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--poll-s", type=float, default=1.0)
+    p.add_argument("--boundary", choices=("chunk", "episode"), default="chunk")
+    p.add_argument("--realtime", action="store_true", help="pace the loop at the robot's fps (10 Hz)")
+    p.add_argument("--policy", default=None, help="start on this policy (scripted, random, a folder)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    config = SyncConfig(
+        server=args.server,
+        robot_id=args.robot_id,
+        cache_dir=args.cache,
+        token=os.environ.get("FLYWHEEL_TOKEN"),
+        poll_s=args.poll_s,
+        boundary=args.boundary,
+    )
+    try:
+        n = run_agent(
+            config,
+            task=args.task,
+            episodes=args.episodes,
+            max_steps=args.max_steps,
+            realtime=args.realtime,
+            initial_policy=args.policy,
+            stop_event=stop,
+        )
+    except KeyboardInterrupt:
+        return 130
+    log.info("agent stopped after %d episodes", n)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -12,7 +12,7 @@ from fastapi import Path as Path_
 from fastapi.responses import FileResponse
 
 from data_store.registry import policies
-from data_store.registry.artifacts import safe_extract
+from data_store.registry.artifacts import ArtifactError, safe_extract
 from serving.auth import Admin, Viewer
 from serving.deps import RegistryDep, SettingsDep
 from serving.schemas import AliasIn, AliasOut, PolicyOut, RegisteredOut, RegisterFromPath
@@ -80,7 +80,10 @@ def download_policy(registry: RegistryDep, _: Viewer, version: str) -> FileRespo
     with registry.session() as s:
         row = policies.get_policy(s, version)
         digest = row.sha256
-    path = registry.artifacts.tarball(digest)
+    try:
+        path = registry.artifacts.tarball(digest)
+    except ArtifactError as e:  # registered, but its files are gone from the artifact store
+        raise HTTPException(404, f"{version}: {e}") from None
     return FileResponse(
         path,
         media_type="application/gzip",
