@@ -1,9 +1,10 @@
 """A recording process for the crash-safety tests: records episodes of synthetic steps and reports
 progress on stdout, so the test can ``kill -9`` it at a chosen point.
 
-    python recorder_child.py STORE EPISODES STEPS [--pause-at EVENT] [--depth]
+    python recorder_child.py STORE EPISODES STEPS [--pause-at EVENT] [--depth] [--size N] [--buffer-s S]
 
-Lines printed (flushed): ``created ID``, ``step ID T`` (after step T is published), ``finished ID``.
+Lines printed (flushed): ``created ID``, ``step ID T`` (after ``append`` of step T returned: published, or
+queued with ``--buffer-s``), ``finished ID``.
 With ``--pause-at`` the process prints ``paused`` and blocks at that point:
 ``created`` (before the first frame), ``between`` (after an episode finished, before the next one),
 ``finish`` (inside ``finish``: the arrays are trimmed but the status is not yet written).
@@ -51,11 +52,14 @@ def main() -> None:
     p.add_argument("--pause-at", default=None)
     p.add_argument("--depth", action="store_true")
     p.add_argument("--size", type=int, default=16)
+    p.add_argument("--buffer-s", type=float, default=0.0)
     args = p.parse_args()
     spec = small_spec(depth=args.depth, size=args.size)
     store = EpisodeStore(args.store)
     for e in range(args.episodes):
-        w = store.create(spec, task="drawer-close", instruction="close the drawer", meta={"n": e})
+        w = store.create(
+            spec, task="drawer-close", instruction="close the drawer", meta={"n": e}, buffer_s=args.buffer_s
+        )
         print(f"created {w.episode_id}", flush=True)
         if args.pause_at == "created":
             pause()

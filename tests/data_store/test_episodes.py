@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from episode_helpers import small_spec, step
+from episode_helpers import check_steps, small_spec, step
 
 from data_store.episodes import EpisodeNotFound, EpisodeStore, new_episode_id
 from data_store.schema import RobotSpec, SchemaError
@@ -150,3 +150,40 @@ def test_bad_camera_name_refused(store_dir: Path) -> None:
     spec = RobotSpec(action_dim=1, state_dim=1, action_low=(0.0,), action_high=(1.0,), cameras={"a/b": (4, 4)})
     with pytest.raises(SchemaError, match="camera name 'a/b'"):
         EpisodeStore(store_dir).create(spec, task="t", instruction="i")
+
+
+def test_buffered_writer_round_trip(store_dir: Path) -> None:
+    spec = small_spec(depth=True)
+    store = EpisodeStore(store_dir)
+    w = store.create(spec, task="t", instruction="i", buffer_s=0.5)
+    obs, action = step(spec, 0)
+    for t in range(100):
+        new, act = step(spec, t)
+        obs.images["corner"][...] = new.images["corner"]  # the caller reuses its buffers: append must copy
+        obs.state[...] = new.state
+        assert obs.depth is not None and new.depth is not None
+        obs.depth["corner"][...] = new.depth["corner"]
+        obs.timestamp = new.timestamp
+        action[...] = act
+        w.append(obs, action)
+    assert len(w) == 100
+    info = w.finish(True)
+    assert info.length == 100 and info.status == "complete"
+    check_steps(store.open(w.episode_id))
+
+
+def test_buffered_writer_failure_aborts(store_dir: Path, spec: RobotSpec) -> None:
+    store = EpisodeStore(store_dir)
+    w = store.create(spec, task="t", instruction="i", buffer_s=1.0)
+    w.append(*step(spec, 0))
+    w.finish(None)
+    assert store.info(w.episode_id).length == 1
+    import shutil
+
+    w2 = store.create(spec, task="t", instruction="i", buffer_s=1.0)
+    chunks = store_dir / w2.episode_id / "state" / "c"
+    shutil.rmtree(chunks, ignore_errors=True)
+    chunks.write_text("not a folder")  # the state array's chunks can no longer be written
+    w2.append(*step(spec, 0))
+    info = w2.finish(True)
+    assert info.status == "aborted" and info.reason is not None and "writing a step failed" in info.reason
