@@ -21,7 +21,7 @@ from safetensors.numpy import load_file, save_file
 
 from data_store.episodes import EpisodeStore
 from trainer.service.stage import Queue, StageContext, StageOutput
-from trainer.service.stages import RegisterStage
+from trainer.service.stages import RegisterStage, require
 
 
 def log_execution(ctx: StageContext, **fields: Any) -> None:
@@ -156,4 +156,13 @@ class HeldOutScores:
         return StageOutput(metrics={"dynamics_mse": mse, "success_accuracy": accuracy})
 
 
+class NotWrittenYet(NudgedPolicy):
+    """The GRPO slot filled by a trainer module that does not exist: the run must fail saying so."""
+
+    def run(self, ctx: StageContext) -> StageOutput:
+        require("trainer.not_written_yet", "train", "imagined GRPO")
+        raise AssertionError("require() returned a function from a module that does not exist")
+
+
 STAGES = {s.name: s for s in (DynamicsFit(), SuccessFit(), NudgedPolicy(), HeldOutScores(), RegisterStage())}
+MISSING_GRPO = {**STAGES, "grpo": NotWrittenYet()}

@@ -30,28 +30,28 @@ HERE = Path(__file__).resolve().parent
 TASK = "drawer-close"
 
 
-def tiny_spec(action_dim: int = 4) -> RobotSpec:
+def tiny_spec(action_dim: int = 4, size: int = 8) -> RobotSpec:
     return RobotSpec(
         action_dim=action_dim,
         state_dim=4,
         action_low=(-1.0,) * action_dim,
         action_high=(1.0,) * action_dim,
-        cameras={"corner": (8, 8)},
+        cameras={"corner": (size, size)},
     )
 
 
 def record_episodes(
-    store_root: Path, n: int, *, action_dim: int = 4, steps: int = 6, seed: int = 0, task: str = TASK
+    store_root: Path, n: int, *, action_dim: int = 4, steps: int = 6, seed: int = 0, task: str = TASK, size: int = 8
 ) -> list[str]:
     """``n`` complete episodes whose state moves by 0.1 × the action's first 4 dims; every other one succeeds."""
-    store, spec, rng = EpisodeStore(store_root), tiny_spec(action_dim), np.random.default_rng(seed)
+    store, spec, rng = EpisodeStore(store_root), tiny_spec(action_dim, size), np.random.default_rng(seed)
     ids = []
     for i in range(n):
         with store.create(spec, task=task, instruction="close the drawer") as w:
             state = rng.uniform(-1, 1, 4).astype(np.float32)
             for t in range(steps):
                 action = rng.uniform(-1, 1, action_dim).astype(np.float32)
-                image = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+                image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
                 w.append(Observation({"corner": image}, state.copy(), "close the drawer", t / 10), action)
                 state = (state + 0.1 * action[:4]).astype(np.float32)
             w.finish(success=i % 2 == 0)

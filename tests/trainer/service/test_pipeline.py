@@ -14,8 +14,8 @@ from data_store.registry import FLEET, Registry, policies
 from trainer.service.pipeline import run_cycle_inline, run_stage, snapshot_step, start_run
 from trainer.service.progress import run_status
 from trainer.service.settings import ServiceSettings
-from trainer.service.stage import CycleConfig, StageError
-from trainer.service.stages import training_run_tag
+from trainer.service.stage import CycleConfig, StageError, StageUnavailable
+from trainer.service.stages import require, training_run_tag
 
 
 def registered(settings: ServiceSettings) -> list[tuple[str, str | None, dict[str, float]]]:
@@ -132,12 +132,19 @@ def test_an_artifact_gone_between_stages_fails_and_nothing_is_registered(embedde
     assert registered(embedded) == []
 
 
-def test_the_real_stage_table_fails_with_what_is_missing(tmp_path: Path, episodes, policy_dir) -> None:
-    """Until every trainer function is wired, a cycle with the shipped stages says which is missing."""
-    settings = make_settings(tmp_path, stage_table="trainer.service.stages:STAGES")
+def test_a_missing_trainer_fails_the_run_with_what_is_missing(tmp_path: Path, episodes, policy_dir) -> None:
+    settings = make_settings(tmp_path, stage_table="cycle_stages:MISSING_GRPO")
     status = run_cycle_inline(CycleConfig(policy=str(policy_dir)), settings)
-    if status["state"] == "succeeded":
-        pytest.skip("every real stage is wired: the end-to-end tests cover this table")
-    assert status["state"] == "failed"
-    assert "not available" in status["reason"] or "does not call" in status["reason"], status["reason"]
+    assert status["state"] == "failed" and status["failed_stage"] == "grpo"
+    assert status["reason"] == (
+        "imagined GRPO is not available: cannot import trainer.not_written_yet "
+        "(No module named 'trainer.not_written_yet')"
+    )
+    assert [p["state"] for p in status["progress"]] == ["done", "done", "done", "failed", "pending", "pending"]
     assert registered(settings) == []
+
+
+def test_require_names_the_missing_function() -> None:
+    with pytest.raises(StageUnavailable, match=r"evaluation is not available: trainer.grpo has no evaluate_policy\(\)"):
+        require("trainer.grpo", "evaluate_policy", "evaluation")
+    assert require("trainer.grpo", "train_grpo", "GRPO").__name__ == "train_grpo"
