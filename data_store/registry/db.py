@@ -22,7 +22,7 @@ def utcnow() -> datetime:
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
-    """A timestamp that goes in as any aware datetime and comes out as aware UTC."""
+    """A timestamp that goes in as any aware datetime (naive: UTC) and comes out as aware UTC."""
 
     impl = sa.DateTime
     cache_ok = True
@@ -30,8 +30,8 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError("UTCDateTime needs an aware datetime")
+        if value.tzinfo is None:  # a naive time (a query parameter without an offset) is taken as UTC
+            return value
         return value.astimezone(UTC).replace(tzinfo=None)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:

@@ -120,7 +120,10 @@ def set_alias(s: Session, scope: str, name: str, version: str, *, by: str, why: 
     get_policy(s, version)
     row = get_alias(s, scope, name)
     if row is None:
-        row = Alias(scope=scope, name=name, version=version, previous=None, set_by=by)
+        # A robot's first own alias: what it followed until now (the fleet's) is its previous version.
+        inherited = get_alias(s, FLEET, name) if scope != FLEET else None
+        previous = inherited.version if inherited is not None and inherited.version != version else None
+        row = Alias(scope=scope, name=name, version=version, previous=previous, set_by=by)
         s.add(row)
     elif row.version != version:
         row.previous, row.version, row.set_by = row.version, version, by

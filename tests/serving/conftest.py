@@ -16,6 +16,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     v1 = make_artifact(root / "v1", 1, metrics={"success_rate": 0.5})
     make_artifact(root / "v2", 2, parent=v1, metrics={"success_rate": 0.7})
     make_artifact(root / "v3", 3, parent=v1)
+    make_artifact(root / "v4", 6, parent=v1)
     make_artifact(root / "wide", 4, action_dim=7)
     make_artifact(root / "nan", 5, nan_actions=True)
     return {p.name: p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,18 +69,28 @@ def start_server(data_dir: Path, *, port: int | None = None, **env: str) -> Serv
         made = {role: tokens.create_token(s, role, name=f"test-{role}")[0] for role in tokens.ROLES}
     registry.close()
     port = port or free_port()
+    server = Server(f"http://127.0.0.1:{port}", launch(data_dir, port, **env), data_dir, made["admin"],
+                    made["operator"], made["viewer"], data_dir / f"server-{port}.log")  # fmt: skip
+    wait_healthy(server)
+    return server
+
+
+def restart(server: Server) -> None:
+    """Start the server again on its port and database (after ``stop``): tokens and state persist."""
+    server.proc = launch(server.data_dir, int(server.url.rsplit(":", 1)[1]))
+    wait_healthy(server)
+
+
+def launch(data_dir: Path, port: int, **env: str) -> subprocess.Popen[bytes]:
     log = data_dir / f"server-{port}.log"
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "serving.app:create_app", "--factory", "--port", str(port),
          "--log-level", "warning"],
         env=server_env(data_dir, **env),
-        stdout=log.open("wb"),
+        stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
         cwd=ROOT,
     )  # fmt: skip
-    server = Server(f"http://127.0.0.1:{port}", proc, data_dir, made["admin"], made["operator"], made["viewer"], log)
-    wait_healthy(server)
-    return server
 
 
 def wait_healthy(server: Server, timeout_s: float = 60.0) -> None:
@@ -155,3 +166,27 @@ def tarball(folder: Path) -> bytes:
 
 def upload(client: httpx.Client, folder: Path) -> httpx.Response:
     return client.post("/policies", files={"file": ("a.tar.gz", tarball(folder), "application/gzip")})
+
+
+def start_agent(
+    server: Server, robot_id: str, cache: Path, *, max_steps: int = 12, poll_s: float = 0.2, **flags: str
+) -> subprocess.Popen[bytes]:
+    """The simulated robot agent as its own process: ``python -m robot_agent.sync``."""
+    args = [sys.executable, "-m", "robot_agent.sync", "--server", server.url, "--robot-id", robot_id,
+            "--cache", str(cache), "--max-steps", str(max_steps), "--poll-s", str(poll_s)]  # fmt: skip
+    for k, v in flags.items():
+        args += [f"--{k.replace('_', '-')}", v]
+    env = server_env(server.data_dir, FLYWHEEL_TOKEN=server.operator, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
+    log = cache.parent / f"agent-{robot_id}.log"
+    return subprocess.Popen(args, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def wait_until(what: str, predicate: Callable[[], object], timeout_s: float = 60.0, every_s: float = 0.1) -> object:
+    """Poll ``predicate`` until it returns something truthy; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")

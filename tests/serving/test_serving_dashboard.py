@@ -95,7 +95,8 @@ def test_dashboard_shows_the_fleet_and_rolls_back_on_click(
             page.click("#rollback")  # a real click on the admin's button
             page.wait_for_function("() => document.getElementById('status').textContent.startsWith('rolled back')")
             page.wait_for_function(
-                "v => [...document.querySelectorAll('#robots tbody tr td:nth-child(3)')].every(td => td.textContent === v)",
+                "v => [...document.querySelectorAll('#robots tbody tr td:nth-child(3)')]"
+                ".every(td => td.textContent === v)",
                 arg=v1,
             )
             shot = tmp_path / "dashboard.png"

@@ -1,0 +1,147 @@
+"""End to end, as separate processes: the uvicorn server and a simulated robot agent (MuJoCo arm, the
+real control loop, ``PolicySyncer``) — rollout, rollback, refused bad artifacts while the robot keeps
+its policy, a canary that holds and one that fails, and a server outage the robot rides out."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from serving_helpers import SIM_SPEC, Server, restart, start_agent, start_server, upload, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def _robot(c: httpx.Client, robot_id: str) -> dict[str, Any]:
+    out: dict[str, Any] = c.get(f"/robots/{robot_id}").json()
+    return out
+
+
+def _episodes(c: httpx.Client, robot_id: str, version: str | None = None) -> list[dict[str, Any]]:
+    params = {"robot_id": robot_id, "limit": 5000, **({"policy_version": version} if version else {})}
+    out: list[dict[str, Any]] = c.get("/episodes", params=params).json()
+    return out
+
+
+def _events(c: httpx.Client, robot_id: str, action: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = c.get("/audit", params={"robot_id": robot_id, "action": action}).json()
+    return out
+
+
+def _running(c: httpx.Client, robot_id: str, version: str) -> bool:
+    r = c.get(f"/robots/{robot_id}")
+    return r.status_code == 200 and r.json()["running_version"] == version
+
+
+def test_rollout_rollback_refusals_canary_and_outage(tmp_path: Path, artifacts: dict[str, Path]) -> None:
+    server = start_server(tmp_path / "server")
+    agent: subprocess.Popen[bytes] | None = None
+    try:
+        with server.client(server.admin) as admin:
+            v = {k: upload(admin, artifacts[k]).json()["policy"] for k in ("v1", "v2", "v3", "v4", "wide", "nan")}
+            # A tampered artifact in the server's store: same size, one byte different; the manifest is untouched.
+            weights = server.data_dir / "registry" / "artifacts" / v["v3"]["sha256"]
+            data = bytearray((weights / "model.safetensors").read_bytes())
+            data[-1] ^= 0xFF
+            (weights / "model.safetensors").write_bytes(bytes(data))
+            assert admin.post("/rollouts", json={"version": v["v1"]["version"]}).status_code == 201  # fleet alias
+            agent = start_agent(server, "sim-a", tmp_path / "cache")
+            _drive(server, admin, agent, {k: p["version"] for k, p in v.items()})
+    finally:
+        if agent is not None and agent.poll() is None:
+            agent.send_signal(signal.SIGTERM)
+            try:
+                agent.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+        server.stop()
+    assert agent is not None and agent.returncode == 0, (tmp_path / "agent-sim-a.log").read_text()[-3000:]
+
+
+def _drive(server: Server, admin: httpx.Client, agent: subprocess.Popen[bytes], v: dict[str, str]) -> None:
+    def alive() -> None:
+        assert agent.poll() is None, "the agent died"
+
+    # 1. The agent starts with no policy and bootstraps on the fleet's production version.
+    wait_until("sim-a running v1", lambda: _running(admin, "sim-a", v["v1"]), 90)
+    wait_until("an episode under v1", lambda: _episodes(admin, "sim-a", v["v1"]))
+
+    # 2. Rollout: download, verify, load, probe, swap at a chunk boundary; episodes under v2 follow.
+    admin.post("/rollouts", json={"version": v["v2"], "robots": ["sim-a"]})
+    wait_until("sim-a running v2", lambda: _running(admin, "sim-a", v["v2"]))
+    wait_until("an episode under v2", lambda: _episodes(admin, "sim-a", v["v2"]))
+    swap = _events(admin, "sim-a", "swap")[0]
+    assert swap["version"] == v["v2"] and swap["detail"]["cached"] is False and swap["detail"]["from"] == v["v1"]
+
+    # 3. Rollback in one call: v1 is still loaded on the robot, so no download.
+    r = admin.post("/rollback", json={"robots": ["sim-a"]})
+    assert r.json()["moved"] == {"robot:sim-a": v["v1"]}
+    wait_until("sim-a back on v1", lambda: _running(admin, "sim-a", v["v1"]))
+    assert _events(admin, "sim-a", "swap")[0]["detail"]["cached"] is True
+
+    # 4. Bad versions are refused with a reason; the robot keeps running v1 meanwhile.
+    expected = {
+        "wide": "action space mismatch",
+        "nan": "not finite",
+        "v3": "model.safetensors: sha256",  # tampered in the store
+    }
+    for key, reason in expected.items():
+        before = len(_episodes(admin, "sim-a", v["v1"]))
+        admin.post("/rollouts", json={"version": v[key], "robots": ["sim-a"]})
+        refused = wait_until(
+            f"{key} refused",
+            lambda key=key: [e for e in _events(admin, "sim-a", "swap_refused") if e["version"] == v[key]],
+        )
+        assert reason in refused[0]["detail"]["reason"], refused[0]  # type: ignore[index]
+        wait_until("more episodes under v1", lambda before=before: len(_episodes(admin, "sim-a", v["v1"])) > before)
+        robot = _robot(admin, "sim-a")
+        assert robot["running_version"] == v["v1"] and robot["desired_version"] == v[key]
+        admin.post("/rollback", json={"robots": ["sim-a"], "to": v["v1"]})
+        alive()
+    r = admin.post("/rollouts", json={"version": "vla-0000000000000000", "robots": ["sim-a"]})
+    assert r.status_code == 404 and "vla-0000000000000000" in r.json()["reason"]
+
+    # 5. A canary that holds: sim-a first, then sim-b (a robot known only to the registry) follows.
+    with server.client(server.operator) as op:
+        op.post("/robots", json={"robot_id": "sim-b", "spec": SIM_SPEC.to_json()})
+    body = {"version": v["v2"], "robots": ["sim-a", "sim-b"], "canary": 1, "min_episodes": 2, "min_success_rate": 0.0}
+    rollout = admin.post("/rollouts", json=body).json()
+    assert admin.get("/robots/sim-b/desired").json()["version"] == v["v1"]
+    wait_until("the canary to hold", lambda: admin.get(f"/rollouts/{rollout['id']}").json()["status"] == "complete")
+    assert admin.get("/robots/sim-b/desired").json()["version"] == v["v2"]
+    assert _running(admin, "sim-a", v["v2"])
+
+    # 6. A canary that fails (a bar the tiny untrained policy cannot reach): sim-a goes back to v2.
+    body = {"version": v["v4"], "robots": ["sim-a", "sim-b"], "canary": 1, "min_episodes": 2, "min_success_rate": 1.0}
+    rollout = admin.post("/rollouts", json=body).json()
+    wait_until("sim-a running v4", lambda: _running(admin, "sim-a", v["v4"]))
+    halted = wait_until(
+        "the canary to fail",
+        lambda: (r := admin.get(f"/rollouts/{rollout['id']}").json())["status"] == "halted" and r,
+    )
+    assert "canary failed: 0/" in halted["reason"]  # type: ignore[index]
+    wait_until("sim-a back on v2", lambda: _running(admin, "sim-a", v["v2"]))
+    assert admin.get("/robots/sim-b/desired").json()["version"] == v["v2"]
+
+    # 7. The server goes down: the robot keeps running v2; its episode reports reach the index later.
+    before = {e["episode_id"] for e in _episodes(admin, "sim-a")}
+    server.stop()
+    down_at = datetime.now(UTC)
+    time.sleep(3.0)
+    alive()
+    restart(server)
+    up_at = datetime.now(UTC)
+
+    def during_outage() -> list[dict[str, Any]]:
+        new = [e for e in _episodes(admin, "sim-a") if e["episode_id"] not in before]
+        return [e for e in new if down_at <= datetime.fromisoformat(e["ended_at"]) <= up_at]
+
+    missed = wait_until("episodes ended during the outage in the index", during_outage)
+    assert {e["policy_version"] for e in missed} == {v["v2"]}  # type: ignore[union-attr]
+    assert _running(admin, "sim-a", v["v2"])
