@@ -81,6 +81,14 @@ class Imagination:
         return draw
 
 
+def load_models(world_model_dir: Any, reward_model_dir: Any) -> tuple[Any, Any]:
+    """The world model and reward model saved by ``flywheel train world-model`` / ``reward-model``."""
+    from trainer.reward_model import FrameRewardModel
+    from trainer.world_model import PixelWorldModel
+
+    return PixelWorldModel.load(world_model_dir), FrameRewardModel.load(reward_model_dir)
+
+
 def context_len(world_model: Any) -> int:
     """C context frames the world model takes (reference + memory)."""
     cfg = getattr(world_model, "config", None)

@@ -83,7 +83,8 @@ QUICK_GRID = (CostPoint(2, 1, 16), CostPoint(4, 1, 16), CostPoint(2, 1, 32))
 def _models(policy_preset: str, world_preset: str) -> tuple[Any, Any, Any, ProprioModel]:
     """Freshly initialised policy, world model and reward model of the default sizes."""
     from data_store.schema import RobotSpec
-    from trainer.reward_model import RewardModelConfig, SuccessClassifier
+    from trainer.reward_model import PRESETS as RM_PRESETS
+    from trainer.reward_model import FrameRewardModel, SuccessClassifier
     from trainer.world_model.config import PRESETS as WM_PRESETS
     from trainer.world_model.model import PixelWorldModel
     from trainer.world_model.network import ChunkDenoiser
@@ -93,7 +94,8 @@ def _models(policy_preset: str, world_preset: str) -> tuple[Any, Any, Any, Propr
     spec = RobotSpec(4, 4, (-1.0,) * 4, (1.0,) * 4, cameras={"corner4": (64, 64)})
     policy = VLAPolicy(VLAConfig.preset(policy_preset), NormStats.from_spec(spec), spec).eval()
     world_model = PixelWorldModel(ChunkDenoiser(WM_PRESETS[world_preset]))
-    reward_model = SuccessClassifier(RewardModelConfig())
+    rm_cfg = RM_PRESETS[world_preset]
+    reward_model = FrameRewardModel(SuccessClassifier(rm_cfg), rm_cfg)
     proprio = ProprioModel(
         np.eye(4, dtype=np.float32) * 0.01, np.zeros(4, np.float32), -np.ones(4, np.float32), np.ones(4, np.float32)
     )

@@ -166,7 +166,7 @@ def imagine_rollouts(
     context_actions = np.stack([s.context_actions for s in rows])  # [N, C-1, A]
     wm_state = world_model.reset(context, context_actions)
     latest = context[:, -1]  # [N, H, W, 3]: the frame the policy sees first
-    previous = context[:, -k:]  # frames before the current chunk, for the reward model's window
+    previous = context[:, -1:]  # frames of the previous chunk, for the reward model's window
     proprio = np.stack([s.state for s in rows]).astype(np.float32)  # [N, S]
 
     observations: list[list[Observation]] = [[] for _ in range(n)]
@@ -192,13 +192,13 @@ def imagine_rollouts(
         mask[:, c] = torch.as_tensor(active)
         imagined.append(frames)
 
-        window = np.concatenate([previous, frames], axis=1)  # [N, 2K, H, W, 3]
+        # the reward model sees the new frames, after the first chunk with the previous chunk's as context
+        window = frames if c == 0 else np.concatenate([previous, frames], axis=1)  # [N, (1|2)K, H, W, 3]
+        offset = 0 if c == 0 else previous.shape[1]
         at = np.asarray(reward_model.first_success(window)).astype(np.int64)  # [N], -1 where none
-        # on the first chunk the window's head is real context: a "success" there is not the policy's
-        hit = at >= (previous.shape[1] if c == 0 else 0)
-        newly = active & hit
+        newly = active & (at >= 0)
         success |= newly
-        finish_step[newly] = c * k + np.maximum(at[newly] - previous.shape[1], 0)
+        finish_step[newly] = c * k + np.maximum(at[newly] - offset, 0)
         done |= newly | (c + 1 >= chunks_left)
         previous, latest = frames, frames[:, -1]
         if cfg.proprio == "learned" and proprio_model is not None:
