@@ -532,12 +532,15 @@ class EpisodeStore:
 
     # ---- upkeep --------------------------------------------------------------------------------------
     def recover(self) -> list[str]:
-        """Index episodes the catalog lacks, and mark ``aborted`` every episode still ``recording`` whose
-        writer process is gone. Returns the ids marked aborted."""
+        """Bring the catalog in line with the folders (index episodes it lacks, drop deleted ones) and mark
+        ``aborted`` every episode still ``recording`` whose writer process is gone. Returns the ids marked."""
         known = self.catalog.ids()
         recording = {i.episode_id for i in self.catalog.query(status="recording")}
+        on_disk = self.ids()
+        for gone in known - set(on_disk):  # deleted from the store by hand: drop from the index
+            self.catalog.remove(gone)
         aborted: list[str] = []
-        for episode_id in self.ids():
+        for episode_id in on_disk:
             if episode_id in known and episode_id not in recording:
                 continue
             try:
