@@ -4,9 +4,10 @@ the path home on shutdown. Limits come from YAML (validated by pydantic) or a na
 Where each guard lives:
 
 - here, on the agent side, every command is filtered before it goes on the wire (``filter``): clamp to
-  the joint position limits, cap the step per control tick at ``max_velocity × dt`` around the measured
-  position, and shorten the step so the tool stays in the workspace box (bisection along the joint-space
-  segment; the box needs forward kinematics, which the robot backend supplies);
+  the joint position limits, cap the change per control tick at ``max_velocity × dt`` around the previous
+  command (and within three such steps of the measured joints, so a lagging arm is not run away from),
+  and shorten the step so the tool stays in the workspace box (bisection along the joint-space segment;
+  the box needs forward kinematics, which the robot backend supplies);
 - the e-stop latches: once engaged every command becomes "hold where you are" until an explicit
   ``reset``; the robot backend also tells its driver (the fake driver and the ROS node latch too);
 - the command timeout belongs to the driver (``command_timeout_s`` is handed to it): if the agent dies or
@@ -132,6 +133,7 @@ class HardwareSafety:
         self.estopped = False
         self.estop_reason = ""
         self.counts: dict[str, int] = {"estop": 0, "position": 0, "velocity": 0, "workspace": 0}
+        self._last: np.ndarray | None = None  # the previous command, float64 [N]
 
     # ---- e-stop --------------------------------------------------------------------------------
     def estop(self, reason: str = "operator") -> None:
@@ -142,6 +144,7 @@ class HardwareSafety:
     def reset(self) -> None:
         """Release the latch (an operator's explicit act)."""
         self.estopped, self.estop_reason = False, ""
+        self._last = None
 
     # ---- filtering -----------------------------------------------------------------------------
     def filter(self, q_now: np.ndarray, target: np.ndarray, dt: float) -> Verdict:
@@ -151,6 +154,7 @@ class HardwareSafety:
         if target.shape != q_now.shape or target.shape[0] != len(self.limits.joint_names):
             raise ValueError(f"target: expected shape [{len(self.limits.joint_names)}], got {list(target.shape)}")
         if self.estopped:
+            self._last = None
             return self._verdict(q_now, ("estop",))
         clipped: list[str] = []
         if not np.all(np.isfinite(target)):
@@ -160,8 +164,11 @@ class HardwareSafety:
         if not np.array_equal(cmd, target):
             clipped.append("position")
         step = self._vmax * dt
-        limited = np.clip(cmd, q_now - step, q_now + step)
-        if not np.array_equal(limited, cmd):
+        # Rate-limit the command stream (around the previous command), and keep it within three ticks of
+        # motion of the measured joints (a driver that lags, or a first command, is limited around them).
+        ref = self._last if self._last is not None else q_now
+        limited = np.clip(np.clip(cmd, ref - step, ref + step), q_now - 3 * step, q_now + 3 * step)
+        if not np.allclose(limited, cmd, rtol=0, atol=1e-9):
             clipped.append("velocity")
         cmd = limited
         if self.limits.workspace is not None and self.fk is not None:
@@ -189,7 +196,13 @@ class HardwareSafety:
     def _verdict(self, cmd: np.ndarray, clipped: tuple[str, ...]) -> Verdict:
         for c in clipped:
             self.counts[c] += 1
+        if "estop" not in clipped:
+            self._last = cmd.copy()
         return Verdict(command=cmd.astype(np.float32), clipped=clipped)
+
+    def forget(self) -> None:
+        """Drop the previous command (the arm was homed or held): the next one is limited around the joints."""
+        self._last = None
 
     # ---- home ----------------------------------------------------------------------------------
     def path_home(self, q_now: np.ndarray, dt: float) -> list[np.ndarray]:

@@ -78,6 +78,9 @@ PRESETS: dict[str, SafetyConfig] = {
         position_gain=0.01,
     ),
     "off": SafetyConfig(enabled=False),
+    # Arms commanded with absolute joint targets (robot_agent.robots.dds.TopicArm, LeRobot arms): hold
+    # repeats the last target; the joint-space envelope is robot_agent.hardware_safety's.
+    "joint-targets": SafetyConfig(action_kind="absolute", max_delta=None),
 }
 
 

@@ -85,6 +85,9 @@ class TopicArm(Robot):
     """An arm behind ROS 2 topics. Subclasses supply the transport: open/close, the newest message of
     each stream with its arrival time, and publishing a command or the e-stop."""
 
+    needs_pacing = False  # send_action keeps the control rate itself: the loop must not pace it again
+    safety_preset = "joint-targets"  # the loop's filter: absolute targets (hold = repeat the last one)
+
     def __init__(self, config: TopicArmConfig, *, instruction: str = "", limits: HardwareLimits | None = None) -> None:
         """``limits`` overrides ``config.limits`` (e.g. limits read from ROS parameters)."""
         self.config = config
@@ -192,6 +195,11 @@ class TopicArm(Robot):
             images={c.camera: rgb}, state=state, instruction=self.instruction, timestamp=stamp, depth=depth
         )
 
+    def success(self) -> bool | None:
+        """What the driver says (``"success"`` in its status, as the fake driver reports), else None."""
+        value = self.driver_status().get("success")
+        return None if value is None else bool(value)
+
     def driver_status(self) -> dict[str, Any]:
         """The driver's newest ``/driver_status`` JSON ({} when it publishes none)."""
         msg, _ = self._latest("status")
@@ -243,6 +251,7 @@ class TopicArm(Robot):
         return self.observe()
 
     def _go_home(self) -> None:
+        self.safety.forget()  # the next episode's first command is limited around the homed joints
         dt = 1.0 / self.config.fps
         for waypoint in self.safety.path_home(self.joint_positions(), dt):
             self._command(waypoint)

@@ -50,6 +50,9 @@ def make_lerobot_robot(robot_type: str, **config: Any) -> Any:
 
 @register_robot("lerobot")
 class LeRobotArm(Robot):
+    needs_pacing = False  # send_action keeps the rate itself
+    safety_preset = "joint-targets"  # absolute motor targets: hold repeats the last one
+
     def __init__(
         self,
         robot_type: str = "so101_follower",
@@ -126,6 +129,7 @@ class LeRobotArm(Robot):
 
     def home(self, seed: int | None = None) -> Observation:
         if self.safety is not None:
+            self.safety.forget()
             for waypoint in self.safety.path_home(self._positions(), 1.0 / self.fps):
                 self.send_action(waypoint)
         return self.observe()

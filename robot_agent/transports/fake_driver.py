@@ -15,7 +15,8 @@ rmw_cyclonedds_cpp sees an ordinary ros2_control arm with a RealSense):
 - holds (target := current position) when no command came for ``command_timeout_s``: the driver-side
   watchdog of a real controller;
 - latches an e-stop on ``/estop`` (std_msgs/Bool true): holds and ignores commands until a Bool false
-  releases it.
+  releases it;
+- reports ``"success"`` in its status while the tool touches the top of the block (the fake task).
 
 The arm is ``kinematic_arm.PlanarArm``: pure kinematics, rendered by numpy.
 """
@@ -34,7 +35,7 @@ import typer
 from robot_agent import ros_mapping
 from robot_agent.ros_mapping import ArmTopics, CommandKind
 from robot_agent.transports import dds
-from robot_agent.transports.kinematic_arm import PlanarArm, render, step_toward
+from robot_agent.transports.kinematic_arm import PlanarArm, render, step_toward, touching_block
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class FakeDriver:
 
     def status(self) -> dict[str, object]:
         return {
+            "success": touching_block(self.config.arm, self.q),
             "estop": self.estop,
             "stale": self.stale,
             "commands": self.commands,

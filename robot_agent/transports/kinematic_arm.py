@@ -109,3 +109,63 @@ def _segment_distance(px: np.ndarray, pz: np.ndarray, a: np.ndarray, b: np.ndarr
     d = b - a
     t = np.clip(((px - a[0]) * d[0] + (pz - a[1]) * d[1]) / (d @ d + 1e-12), 0.0, 1.0)
     return np.hypot(px - (a[0] + t * d[0]), pz - (a[1] + t * d[1]))
+
+
+# ---- the fake task: touch the top of the block -----------------------------------------------------
+
+BLOCK_HEIGHT = 0.08  # metres (the renderer draws it so)
+TOUCH_TOLERANCE = 0.03  # metres between the tool tip and the middle of the block's top
+
+
+def block_top(arm: PlanarArm) -> np.ndarray:
+    """(x, z) of the middle of the block's top face."""
+    return np.array([arm.block[0], arm.block[1] + BLOCK_HEIGHT])
+
+
+def touching_block(arm: PlanarArm, q: np.ndarray) -> bool:
+    return bool(np.linalg.norm(joint_points(arm, q)[-1] - block_top(arm)) < TOUCH_TOLERANCE)
+
+
+def reach_down(arm: PlanarArm, target: np.ndarray, gripper: float = 0.0) -> np.ndarray:
+    """Joints that put the tool tip at ``target`` (x, z) pointing straight down (elbow up), float [4].
+
+    Planar 2-link inverse kinematics for the wrist, which sits one tool length above the target."""
+    l1, l2, l3 = arm.link_lengths
+    wrist = np.asarray(target, dtype=np.float64) + np.array([0.0, l3])
+    d = wrist - np.array(arm.base)
+    r2 = float(d @ d)
+    cos_t2 = (r2 - l1 * l1 - l2 * l2) / (2 * l1 * l2)
+    if not -1.0 <= cos_t2 <= 1.0:
+        raise ValueError(f"target {target} is out of reach")
+    t2 = -np.arccos(cos_t2)  # relative angle of link 2 to link 1 (negative: elbow up)
+    a1 = np.arctan2(d[1], d[0]) - np.arctan2(l2 * np.sin(t2), l1 + l2 * np.cos(t2))
+    a3 = -np.pi / 2
+    q = np.array([np.pi / 2 - a1, -t2, a1 + t2 - a3, gripper])
+    return arm.clamp(q)
+
+
+class ReachPolicy:
+    """A scripted policy for the fake arm: move the tool down onto the block, closing the gripper.
+
+    ``vla.protocol.Policy``: chunks float32 ``[K, 4]`` of absolute joint targets, each at most
+    ``step`` radians from the one before (under the default hardware velocity limits at 10 Hz), so the
+    hardware envelope passes them unchanged."""
+
+    def __init__(self, arm: PlanarArm | None = None, *, chunk_size: int = 8, step: float = 0.1) -> None:
+        self.arm = arm or PlanarArm()
+        self.chunk_size, self.action_dim, self.step = chunk_size, self.arm.dof, step
+        self.goal = reach_down(self.arm, block_top(self.arm))
+        self.version = "reach"
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs: object, temperature: float = 0.0) -> object:
+        from data_store.schema import ActionChunk
+
+        q = np.asarray(obs.state, dtype=np.float64)  # type: ignore[attr-defined]
+        out = []
+        for _ in range(self.chunk_size):
+            q = q + np.clip(self.goal - q, -self.step, self.step)
+            out.append(q.copy())
+        return ActionChunk(np.asarray(out, dtype=np.float32), policy_version=self.version)

@@ -59,8 +59,9 @@ def start_driver(*args: str) -> DriverProcess:
     return DriverProcess(next(_DOMAINS), *args)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def driver() -> Iterator[DriverProcess]:
+    """One driver for a module's tests (each test homes the arm and releases any e-stop it latched)."""
     d = start_driver()
     yield d
     d.stop()

@@ -107,3 +107,20 @@ def test_path_home_respects_velocity_limits() -> None:
     steps = np.diff(np.vstack([q0, *path]), axis=0)
     assert np.all(np.abs(steps) <= np.array([0.1, 0.2]) + 1e-6)
     assert s.at_home(path[-1]) and not s.at_home(q0)
+
+
+def test_command_stream_is_rate_limited_and_kept_near_the_joints() -> None:
+    s = _two_joint()  # 1 rad/s and 2 rad/s: 0.1 and 0.2 per 0.1 s tick
+    q = np.zeros(2)
+    first = s.filter(q, np.array([0.1, 0.2]), dt=0.1)
+    assert first.clipped == ()
+    # The arm has not moved yet (a lagging driver): the next step is still one tick from the last command…
+    second = s.filter(q, np.array([0.5, 0.5]), dt=0.1)
+    np.testing.assert_allclose(second.command, [0.2, 0.4], atol=1e-7)
+    assert second.clipped == ("velocity",)
+    # …but never more than three ticks of motion ahead of the measured joints.
+    for _ in range(5):
+        last = s.filter(q, np.array([1.0, 1.0]), dt=0.1)
+    np.testing.assert_allclose(last.command, [0.3, 0.6], atol=1e-7)
+    s.forget()  # after homing: limited around the joints again
+    np.testing.assert_allclose(s.filter(q, np.array([1.0, 1.0]), dt=0.1).command, [0.1, 0.2], atol=1e-7)

@@ -1,0 +1,83 @@
+"""The ROS 2 contract end to end: a fake arm-driver process on DDS, the agent's control loop driving it
+through ``DDSRobot``, episodes recorded into a real store, and what was recorded checked against what
+the driver did."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from data_store.episodes import EpisodeStore
+from robot_agent.loop import run_episode
+from robot_agent.robots.base import make_robot
+from robot_agent.slot import PolicySlot
+from robot_agent.transports.kinematic_arm import PlanarArm, ReachPolicy, joint_points, tool_position
+from tests.robot_agent.hardware.conftest import DriverProcess, start_driver
+
+ARM = PlanarArm()
+
+
+def test_episodes_against_the_fake_driver_are_recorded(tmp_path: Path) -> None:
+    """JointTrajectory commands here; test_fake_driver covers Float64MultiArray."""
+    driver: DriverProcess = start_driver()
+    try:
+        store = EpisodeStore(tmp_path / "store")
+        robot = make_robot("dds", domain_id=driver.domain_id, instruction="touch the red block")
+        slot = PolicySlot(ReachPolicy(), version="reach-v1")
+        results = []
+        with robot:
+            for seed in range(2):
+                writer = store.create(
+                    robot.spec,
+                    task="touch-block",
+                    instruction="touch the red block",
+                    robot_id="fake-arm-0",
+                    policy_version=slot.version,
+                )
+                results.append(run_episode(robot, slot, max_steps=40, seed=seed, writer=writer))
+            status = robot.driver_status()
+            steps = sum(r.steps for r in results)
+            # The policy stays inside the hardware envelope: what was recorded went on the wire unchanged.
+            assert robot.safety.counts == {"estop": 0, "position": 0, "velocity": 0, "workspace": 0}
+    finally:
+        driver.stop()
+
+    for result in results:
+        # The driver reports the touch; the loop stops on it, well before max_steps.
+        assert (result.success, result.reason, result.status) == (True, "success", "complete")
+        assert 3 <= result.steps < 40
+        assert result.versions == ("reach-v1",)
+
+    infos = store.episodes(task="touch-block")
+    assert sorted(i.episode_id for i in infos) == sorted(r.episode_id for r in results)
+    for result in results:
+        r = store.open(result.episode_id)
+        assert (r.info.status, r.info.success, r.info.robot_id) == ("complete", "true", "fake-arm-0")
+        T = len(r)
+        assert result.steps == T
+        images, depth = r.images("side"), r.depth("side")
+        states, actions, stamps = r.states(), r.actions(), r.timestamps()
+        assert images.shape == (T, 64, 64, 3) and images.dtype == np.uint8
+        assert depth.shape == (T, 64, 64) and depth.dtype == np.uint16
+        assert states.shape == actions.shape == (T, 4)
+
+        # Each episode starts at home (the loop homes the arm) and its states are the driver's joints.
+        np.testing.assert_allclose(states[0], ARM.home, atol=0.03)
+        # The timestamps are the driver's joint-state stamps: increasing, about one control tick apart.
+        gaps = np.diff(stamps)
+        assert np.all(gaps > 0) and 0.05 < float(np.median(gaps)) < 0.2
+        # The arm follows the commands: the state at t+1 moved toward the action sent at t.
+        moved = np.linalg.norm(states[1:] - states[:-1], axis=1)
+        assert np.mean(moved > 1e-3) > 0.8
+        lag = np.abs(states[1:] - actions[:-1]).max(axis=1)
+        assert float(np.median(lag)) < 0.06
+        # The pictures are renders of those joints: the camera saw the arm move, and the depth sees it too.
+        assert np.mean(images[0] != images[-1]) > 0.01
+        assert (depth[-1] < depth[0]).any() or (depth[-1] > depth[0]).any()
+        # The tool ended on the block (forward kinematics of the last recorded state).
+        tip = joint_points(ARM, states[-1].astype(np.float64))[-1]
+        assert abs(tip[0] - ARM.block[0]) < 0.05 and tool_position(ARM, states[-1])[2] < 0.15
+
+    # The driver received every command (homing adds its own).
+    assert status["commands"] >= steps and status["rejected"] == 0
