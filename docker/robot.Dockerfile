@@ -42,6 +42,6 @@ USER flywheel
 VOLUME ["/data"]
 
 ENTRYPOINT ["/usr/local/bin/robot-entrypoint.sh"]
-# The simulated arm with the policy the server says this robot should run; for the ROS node:
+# The simulated arm with the scripted expert; for the ROS 2 node instead:
 #   docker run ... vla-flywheel/robot ros2 launch vla_flywheel_ros agent.launch.py
-CMD ["flywheel", "robot", "run", "--robot", "sim", "--task", "drawer-close"]
+CMD ["flywheel", "robot", "run", "--robot", "sim", "--task", "drawer-close", "--policy", "scripted", "--store", "/data/episodes"]

@@ -169,9 +169,10 @@ def _reachable(url: str, default_port: int) -> bool:
         return False
 
 
-def _interpolate(value: str) -> str:
-    """Compose's ``${NAME:-default}`` and ``${NAME}`` from this process's environment."""
-    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), value)
+def _interpolate(value: str, env: dict[str, str] | None = None) -> str:
+    """Compose's ``${NAME:-default}`` and ``${NAME}`` from ``env`` (this process's environment by default)."""
+    env = dict(os.environ) if env is None else env
+    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
 
 
 def _native_env(svc: dict[str, Any], data: Path, schema: str, prefix: str, port: int) -> dict[str, str]:
@@ -193,8 +194,8 @@ def _native_env(svc: dict[str, Any], data: Path, schema: str, prefix: str, port:
     return env
 
 
-def _native(argv: list[str], port: int) -> list[str]:
-    argv = [a.replace("8000", str(port)).replace("0.0.0.0", "127.0.0.1") for a in argv]
+def _native(argv: list[str], port: int, env: dict[str, str] | None = None) -> list[str]:
+    argv = [_interpolate(a, env).replace("8000", str(port)).replace("0.0.0.0", "127.0.0.1") for a in argv]
     if argv[0] == "python":
         argv[0] = sys.executable
     return argv
@@ -278,3 +279,36 @@ def test_fake_arm_passes_its_health_check(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.slow
+def test_robot_agents_record_natively_and_pass_their_health_checks(tmp_path: Path) -> None:
+    """The compose robot services' own commands, one short episode each: the simulated arm, and the DDS
+    agent against the fake arm."""
+    from tests.robot_agent.hardware.conftest import _DOMAINS, have_dds
+
+    need(have_dds(), "cyclonedds and ros2-pyterfaces (pip install 'vla-flywheel[ros]')")
+    services = _compose()["services"]
+    domain = str(next(_DOMAINS))
+    env = {**os.environ, "ROBOT_EPISODES": "1", "ROS_DOMAIN_ID": domain, "MUJOCO_GL": "egl"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    arm_cmd = [
+        a if a != services["fake-arm"]["environment"]["ROS_DOMAIN_ID"] else domain
+        for a in _native(services["fake-arm"]["command"], 0)
+    ]
+    arm = subprocess.Popen(arm_cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for name in ("robot", "robot-dds"):
+            data = tmp_path / name
+            argv = [a.replace("/data", str(data)) for a in _native(services[name]["command"], 0, env)]
+            run = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240)
+            assert run.returncode == 0, f"{name}: {run.stdout[-2000:]} {run.stderr[-2000:]}"
+            check = [a.replace("/data", str(data)) for a in _health(services[name], 0)]
+            assert subprocess.run(check, env=env, capture_output=True, timeout=60).returncode == 0, name
+            from data_store.episodes import EpisodeStore
+
+            infos = EpisodeStore(data / "episodes").episodes()
+            assert len(infos) == 1 and infos[0].status == "complete" and infos[0].length > 0, name
+    finally:
+        arm.terminate()
+        arm.wait(timeout=15)
