@@ -238,8 +238,8 @@ class PolicySyncer:
         if self.slot is None:
             raise RuntimeError("PolicySyncer.sync_once before attach(slot)")
         try:
+            desired = self._heartbeat()  # first: it registers a robot the server does not know
             self._flush_reports()
-            desired = self._heartbeat()
         except httpx.HTTPError as e:
             self.status.online = False
             self.status.last_error = f"server unreachable: {e}"
@@ -393,7 +393,12 @@ class PolicySyncer:
                 if not self._reports:
                     return
                 path, body = self._reports[0]
-            self._post(path, body)
+            try:
+                self._post(path, body)
+            except httpx.HTTPStatusError as e:
+                if e.response.status_code in _RETRY or e.response.status_code >= 500:
+                    raise
+                log.warning("the server refused a report, dropping it: %s", e)  # resending cannot help
             with self._lock:
                 self._reports.pop(0)
 
@@ -402,6 +407,9 @@ class PolicySyncer:
         _raise_for(resp)
         out: dict[str, Any] = resp.json()
         return out
+
+
+_RETRY = (401, 403, 404, 408, 429)  # auth fixed later, robot registered on the next heartbeat, overload
 
 
 def _now() -> str:
