@@ -147,8 +147,7 @@ def _run_once(
         work_dir=work_dir,
         inputs=inputs,
         report=StageReporter(settings, run_id, stage.name, publish),
-        resume=(work_dir / stage.name / "checkpoints").is_dir()
-        and any((work_dir / stage.name / "checkpoints").iterdir()),
+        resume=_left_behind(work_dir / stage.name),
     )
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -167,6 +166,11 @@ def _run_once(
         raise
     update_stage(settings, run_id, stage.name, state="done", metrics=dict(out.metrics), finished_at=time.time())
     return out
+
+
+def _left_behind(stage_dir: Path) -> bool:
+    """Did an earlier, interrupted delivery leave files (checkpoints, partial outputs)? Nothing is done yet."""
+    return stage_dir.is_dir() and any(p.is_file() for p in stage_dir.rglob("*"))
 
 
 def _inputs(work_dir: Path, stage: Stage) -> dict[str, StageOutput]:

@@ -97,7 +97,7 @@ class StageContext:
     work_dir: Path  # work/<key>: every stage's folder lives under it
     inputs: Mapping[str, StageOutput]  # outputs of the stages named in ``needs``
     report: Report
-    resume: bool  # a checkpoint of an earlier, interrupted delivery is in checkpoint_dir
+    resume: bool  # an earlier, interrupted delivery left files (checkpoints, partial outputs) in this stage's folder
 
     @property
     def out_dir(self) -> Path:

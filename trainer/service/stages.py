@@ -251,15 +251,65 @@ def single_task(ctx: StageContext) -> str:
 
 
 class EvaluateStage:
-    """Score the candidate against its parent in imagination and, where configured, the simulator."""
+    """The candidate beside its parent: success imagined in the cycle's world model from every snapshot start,
+    and, where ``CycleConfig.sim_task`` is set, true success on the simulated arm through the robot-agent loop
+    (``trainer.evaluate.evaluate_policy``, Wilson 95% interval).
+
+    Options: ``group_size`` (imagined rollouts per start, default 4), ``temperature`` (imagination, default
+    1.0), ``sim_temperature`` (default 0.0), ``horizon`` and ``camera`` (as for GRPO), ``max_starts`` (16).
+    """
 
     name = "evaluate"
     queue: Queue = "gpu"
     needs: tuple[str, ...] = ("grpo", "world_model", "reward_model")
 
     def run(self, ctx: StageContext) -> StageOutput:
-        require("trainer.evaluate", "evaluate_policy", "evaluation")
-        raise StageUnavailable("evaluation: the service does not call evaluate_policy yet")
+        evaluate_policy = require("trainer.evaluate", "evaluate_policy", "evaluation")
+        from trainer.coevolution import WMPOConfig, build_imagination, context_len
+        from trainer.imagine import ImagineConfig, imagine_rollouts
+        from trainer.reward_model import FrameRewardModel
+        from trainer.world_model import PixelWorldModel
+        from vla.artifact import load_artifact
+
+        opts = ctx.config.stage_options(self.name)
+        known = ("group_size", "temperature", "sim_temperature", "horizon", "camera", "max_starts")
+        if set(opts) - set(known):
+            raise StageError(f"evaluate: unknown option(s) {sorted(set(opts) - set(known))}; known: {list(known)}")
+        candidate = load_artifact(ctx.artifact("grpo", "policy"))
+        parent = load_artifact(ctx.config.policy)
+        world_model = PixelWorldModel.load(ctx.artifact("world_model", "model"), seed=ctx.config.seed)
+        reward_model = FrameRewardModel.load(ctx.artifact("reward_model", "model"))
+        horizon = int(opts.get("horizon") or max(n for _, n in ctx.snapshot.episodes))
+        imagination = build_imagination(
+            SnapshotStore(ctx), single_task(ctx), world_model, reward_model, horizon,
+            WMPOConfig(seed=ctx.config.seed), opts.get("camera"), robot_ids=None,
+        )  # fmt: skip
+        starts = imagination.sampler.first_frames[: int(opts.get("max_starts", 16))]
+        icfg = ImagineConfig(
+            group_size=int(opts.get("group_size", 4)),
+            temperature=float(opts.get("temperature", 1.0)),
+            context_len=context_len(world_model),
+        )
+        metrics: dict[str, float] = {}
+        for who, policy in (("", candidate), ("parent_", parent)):
+            batch = imagine_rollouts(
+                policy, world_model, reward_model, starts, icfg, imagination.camera,
+                seed=ctx.config.seed, proprio_model=imagination.proprio,
+            )  # fmt: skip
+            metrics[f"{who}imagined_success"] = float((batch.finish_step >= 0).mean())
+            ctx.report(1 if not who else 2, 2 + 2 * bool(ctx.config.sim_task), **metrics)
+        metrics["imagined_gain"] = metrics["imagined_success"] - metrics["parent_imagined_success"]
+        if ctx.config.sim_task and ctx.config.sim_episodes > 0:
+            temperature = float(opts.get("sim_temperature", 0.0))
+            for who, policy in (("", candidate), ("parent_", parent)):
+                result = evaluate_policy(
+                    policy, ctx.config.sim_task, ctx.config.sim_episodes, temperature=temperature, progress=False
+                )
+                metrics[f"{who}sim_success"] = float(result.rate)
+                metrics[f"{who}sim_ci95_low"], metrics[f"{who}sim_ci95_high"] = map(float, result.ci95)
+                ctx.report(3 if not who else 4, 4, **metrics)
+            metrics["sim_gain"] = metrics["sim_success"] - metrics["parent_sim_success"]
+        return StageOutput(metrics=metrics)
 
 
 class RegisterStage:
