@@ -208,9 +208,7 @@ def _summary(store: Any, store_dir: Path, results: list[tuple[int, Any]]) -> Non
     for episode_seed, r in results:
         success = _final_success(store, r)
         colour = {"true": "green", "false": "red"}.get(success, "yellow")
-        table.add_row(
-            str(r.episode_id), str(episode_seed), str(r.steps), r.status, f"[{colour}]{success}[/]", r.reason
-        )
+        table.add_row(str(r.episode_id), str(episode_seed), str(r.steps), r.status, f"[{colour}]{success}[/]", r.reason)
     console.print(table)
     done = sum(1 for _, r in results if _final_success(store, r) == "true")
     console.print(f"success {done}/{len(results)}; list them with: flywheel data ls --store {store_dir}")

@@ -33,7 +33,8 @@ from data_store.schema import RobotSpec
 
 @dataclass(frozen=True)
 class SafetyConfig:
-    """What the filter enforces. ``SafetyConfig()`` is on; ``PRESETS["off"]`` is the only way to disable it."""
+    """What the filter enforces. ``SafetyConfig()`` is on; ``PRESETS["off"]`` disables all but the e-stop and
+    the refusal of non-finite actions."""
 
     enabled: bool = True
     action_low: tuple[float, ...] | None = None  # None: the robot spec's bounds
@@ -157,14 +158,14 @@ class SafetyFilter:
             return Verdict(
                 self.hold_action(), stop=f"action shape {list(action.shape)}, expected [{self.spec.action_dim}]"
             )
+        if not np.all(np.isfinite(action)):  # refused even with the filter off: no arm wants a NaN
+            bad = [i for i in range(action.size) if not np.isfinite(action[i])]
+            return Verdict(self.hold_action(), stop=f"non-finite action at components {bad}: {action.tolist()}")
+        if self._estop.is_set():  # latched, even with the filter off
+            return Verdict(self.hold_action(), stop=f"e-stop: {self._estop_reason}")
         if not self.config.enabled:
             self._last = action.copy()
             return Verdict(action)
-        if self._estop.is_set():
-            return Verdict(self.hold_action(), stop=f"e-stop: {self._estop_reason}")
-        if not np.all(np.isfinite(action)):
-            bad = [i for i in range(action.size) if not np.isfinite(action[i])]
-            return Verdict(self.hold_action(), stop=f"non-finite action at components {bad}: {action.tolist()}")
         events: list[str] = []
         if now - issued_at > self.config.watchdog_s:
             out = self.hold_action()

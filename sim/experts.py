@@ -8,6 +8,7 @@ added to every component and the result clipped, so demonstrations cover small r
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,8 @@ class ScriptedExpert:
             raise ValueError(f"Meta-World has no scripted policy for {self.task.env_name!r}")
         if noise < 0:
             raise ValueError(f"noise must be >= 0, got {noise}")
+        # the experts' gains saturate on purpose; Meta-World warns about it on every call
+        warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high", category=UserWarning)
         policy_cls: Any = ENV_POLICY_MAP[self.task.env_name]  # concrete subclasses of an abstract base
         self._policy = policy_cls()
         self.noise = float(noise)
