@@ -144,6 +144,7 @@ def import_lerobot(
             robot_id=robot_id or info.get("robot_type") or "lerobot",
             policy_version=row.get("flywheel.policy_version") or "unknown",
             meta=meta,
+            buffer_s=2.0,  # batched writes: an import is not a live recording, it can queue freely
         )
         label = "unknown" if success is None else success_label(success)
         with writer:
