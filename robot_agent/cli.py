@@ -70,6 +70,9 @@ def run(
     robot_id: str = typer.Option("sim-0", "--robot-id", help="Robot id written into each episode."),
     realtime: bool = typer.Option(False, "--realtime", help="Sim: pace on the wall clock like a physical arm."),
     safety: str | None = typer.Option(None, "--safety", help="Safety preset: default | sim | off (default: robot's)."),
+    buffer_s: float = typer.Option(
+        1.0, "--buffer-s", min=0.0, help="Recorder buffer: a crash loses at most this much (0: publish every step)."
+    ),
 ) -> None:
     """Run EPISODES episodes of POLICY on ROBOT and record each one into the episode store.
 
@@ -150,6 +153,7 @@ def run(
                     robot_id=robot_id,
                     policy_version=slot.version,
                     meta={"seed": episode_seed, "policy": policy_spec, "noise": noise},
+                    buffer_s=buffer_s,
                 )
                 recorder = Recorder(writer, record_success=mode is LabelMode.sim)
                 progress.update(steps_bar, description=f"episode {i + 1} step")

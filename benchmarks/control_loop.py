@@ -1,0 +1,134 @@
+"""Control-loop benchmark: step latency and missed deadlines at 10 Hz on the wall clock, recording on.
+
+    python benchmarks/control_loop.py [--task drawer-close] [--episodes 3] [--size 64] [--fps 10] [--dir DIR]
+
+The real parts: ``SimRobot`` (Meta-World, 64×64 renders) paced on the wall clock like a physical arm
+(``realtime=True``), the scripted expert through ``PolicySlot``, the safety filter, and the ``Recorder``
+writing into a real ``EpisodeStore`` on disk. Side by side in one run:
+
+1. ``control_loop_paced_{no_recording,sync,buffered_1s}``: episodes at ``--fps``; figures: step latency
+   p50 / p99 / max (observe → chunk → filter → send → record, the work inside one tick), missed deadlines
+   (ticks that ended after their deadline), steps. ``sync``: each step is published before ``append``
+   returns; ``buffered_1s``: the writer thread publishes (a crash loses at most 1 s).
+2. ``control_loop_unpaced_*``: the same on the sim clock (no sleeping): steps/s and CPU ms per step (all
+   threads of the process; less sensitive to a busy machine than wall time), the headroom over 10 Hz
+   and what thousands of simulated episodes (evaluation, GRPO baselines) run at.
+
+Prints JSON lines ``{"name", "figure", "value", "unit", "machine", "config"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data_store.episodes import EpisodeStore
+from robot_agent.loop import EpisodeResult, run_episode
+from robot_agent.policies import ScriptedPolicy
+from robot_agent.robots.sim import SimRobot
+from robot_agent.slot import PolicySlot
+
+MODES = {"no_recording": None, "sync": 0.0, "buffered_1s": 1.0}  # name -> EpisodeWriter buffer_s
+
+
+@dataclass(frozen=True)
+class ControlLoopBenchConfig:
+    task: str = "drawer-close"
+    episodes: int = 3
+    size: int = 64
+    fps: float = 10.0
+    noise: float = 0.1
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or ""
+    try:
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "load_1min": load}
+
+
+def emit(name: str, figure: str, value: float, unit: str, config: dict[str, Any]) -> None:
+    row = {"name": name, "figure": figure, "value": value, "unit": unit, "machine": machine(), "config": config}
+    print(json.dumps(row), flush=True)
+
+
+def run_mode(
+    robot: SimRobot, store: EpisodeStore, cfg: ControlLoopBenchConfig, buffer_s: float | None
+) -> list[EpisodeResult]:
+    slot = PolicySlot(ScriptedPolicy(noise=cfg.noise, robot=robot), "scripted")
+    results = []
+    for seed in range(cfg.episodes):
+        writer = None
+        if buffer_s is not None:
+            writer = store.create(
+                robot.spec, task=cfg.task, instruction=robot.task.instruction_for(seed), buffer_s=buffer_s
+            )
+        results.append(run_episode(robot, slot, seed=seed, writer=writer))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default=ControlLoopBenchConfig.task)
+    parser.add_argument("--episodes", type=int, default=ControlLoopBenchConfig.episodes)
+    parser.add_argument("--size", type=int, default=ControlLoopBenchConfig.size)
+    parser.add_argument("--fps", type=float, default=ControlLoopBenchConfig.fps)
+    parser.add_argument("--dir", type=Path, default=None, help="Store folder (default: a temporary one).")
+    args = parser.parse_args()
+    cfg = ControlLoopBenchConfig(task=args.task, episodes=args.episodes, size=args.size, fps=args.fps)
+    root = args.dir or Path(tempfile.mkdtemp(prefix="bench_control_loop_"))
+    try:
+        store = EpisodeStore(root)
+        for paced in (True, False):
+            robot = SimRobot(cfg.task, image_size=cfg.size, realtime=paced)
+            robot.arm.fps = cfg.fps
+            robot.connect()
+            try:
+                for mode, buffer_s in MODES.items():
+                    config = {**asdict(cfg), "writer_buffer_s": buffer_s, "paced": paced}
+                    started, cpu_started = time.perf_counter(), time.process_time()
+                    results = run_mode(robot, store, cfg, buffer_s)
+                    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+                    latency_ms = np.array([x for r in results for x in r.step_latency_s]) * 1e3
+                    steps = int(sum(r.steps for r in results))
+                    name = f"control_loop_{'paced' if paced else 'unpaced'}_{mode}"
+                    emit(name, "steps", steps, "steps", config)
+                    emit(name, "successes", sum(bool(r.success) for r in results), "episodes", config)
+                    if paced:
+                        emit(name, "step_latency_p50", float(np.percentile(latency_ms, 50)), "ms", config)
+                        emit(name, "step_latency_p99", float(np.percentile(latency_ms, 99)), "ms", config)
+                        emit(name, "step_latency_max", float(latency_ms.max()), "ms", config)
+                        missed = int(sum(r.missed_deadlines for r in results))
+                        emit(name, "missed_deadlines", missed, "ticks", config)
+                        emit(name, "missed_deadline_fraction", missed / max(steps, 1), "fraction", config)
+                    else:
+                        emit(name, "steps_per_s", steps / wall, "steps/s", config)
+                        # CPU time of this process (all its threads) per step: less sensitive to a busy machine
+                        emit(name, "cpu_time_per_step", cpu / max(steps, 1) * 1e3, "ms", config)
+                        emit(name, "step_latency_p50", float(np.percentile(latency_ms, 50)), "ms", config)
+            finally:
+                robot.disconnect()
+    finally:
+        if args.dir is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
