@@ -20,6 +20,7 @@ Prints JSON lines ``{"name", "figure", "value", "unit", "machine", "config"}``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -52,14 +53,12 @@ class ControlLoopBenchConfig:
 
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or ""
-    try:
+    with contextlib.suppress(OSError, StopIteration):
         cpu = next(
             line.split(":", 1)[1].strip()
             for line in Path("/proc/cpuinfo").read_text().splitlines()
             if line.startswith("model name")
         )
-    except (OSError, StopIteration):
-        pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "load_1min": load}
 
