@@ -31,9 +31,10 @@ COPY serving serving
 COPY flywheel flywheel
 RUN pip install --no-deps -c constraints.txt .
 
-# The ROS 2 workspace: the interface package (RunTask.action) and the agent node.
+# The ROS 2 workspace: the interface package (RunTask.action) and the agent node. colcon runs under the
+# venv's python so the node's entry-point script starts that python (which sees rclpy and our packages).
 COPY ros_ws/src /ws/src
-RUN . /opt/ros/jazzy/setup.sh && cd /ws && colcon build --event-handlers console_direct- \
+RUN . /opt/ros/jazzy/setup.sh && cd /ws && python -m colcon build --event-handlers console_direct- \
     && rm -rf /ws/build /ws/log
 
 COPY docker/robot-entrypoint.sh /usr/local/bin/robot-entrypoint.sh

@@ -56,15 +56,15 @@ class TopicArmConfig:
     depth: bool = True
     fps: float = 10.0  # control rate
     limits: str = "fake-arm"  # a hardware_safety preset name, or a YAML file path
-    kinematics: PlanarArm | None = field(default_factory=PlanarArm)  # forward kinematics for the workspace box
+    kinematics: PlanarArm | None = None  # forward kinematics for the workspace box (None: no box allowed)
     connect_timeout_s: float = 15.0
     state_timeout_s: float = 1.0  # joint states older than this: the driver is gone -> RobotFault
     home_timeout_s: float = 20.0
 
 
 PRESETS: dict[str, TopicArmConfig] = {
-    "fake-arm": TopicArmConfig(),  # robot_agent.transports.fake_driver
-    "fake-arm-array": TopicArmConfig(command_kind="array"),
+    "fake-arm": TopicArmConfig(kinematics=PlanarArm()),  # robot_agent.transports.fake_driver
+    "fake-arm-array": TopicArmConfig(command_kind="array", kinematics=PlanarArm()),
 }
 
 
@@ -97,7 +97,7 @@ class TopicArm(Robot):
             raise ValueError(f"limits are for joints {limits.joint_names}, robot has {config.joint_names}")
         arm = config.kinematics
         fk = (lambda q: tool_position(arm, q)) if arm is not None and limits.workspace is not None else None
-        self.safety = HardwareSafety(limits, fk=fk)
+        self.safety = HardwareSafety(limits, fk=fk)  # a box without kinematics is refused here
         self.last_verdict: Verdict | None = None
         self.steps = 0  # commands sent since connect
         self.on_step: Callable[[int], None] | None = None  # called after each command (ROS action feedback)

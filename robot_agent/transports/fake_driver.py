@@ -135,8 +135,8 @@ class FakeDriver:
             self.frames += 1
             self.pub_status.publish({"data": json.dumps(self.status())})
 
-    def serve(self, duration_s: float | None = None) -> None:
-        """Tick in real time until SIGINT/SIGTERM (or ``duration_s``)."""
+    def serve(self, duration_s: float | None = None, ready: str | None = None) -> None:
+        """Tick in real time until SIGINT/SIGTERM (or ``duration_s``); print ``ready`` once signals are handled."""
         stop = False
 
         def _stop(*_: object) -> None:
@@ -145,6 +145,8 @@ class FakeDriver:
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
+        if ready is not None:
+            print(ready, flush=True)
         period = 1.0 / self.config.rate_hz
         start = time.monotonic()
         next_tick = start
@@ -184,8 +186,7 @@ def main(
         command_timeout_s=command_timeout,
     )
     driver = FakeDriver(config)
-    print(json.dumps({"fake_driver": "ready", "domain_id": domain_id}), flush=True)
-    driver.serve(duration or None)
+    driver.serve(duration or None, ready=json.dumps({"fake_driver": "ready", "domain_id": domain_id}))
 
 
 if __name__ == "__main__":

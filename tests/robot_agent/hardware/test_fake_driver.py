@@ -57,7 +57,7 @@ def test_driver_holds_when_commands_go_stale(driver: DriverProcess) -> None:
         q2 = _settle(robot, 0.5)
         status = robot.driver_status()
         assert status["stale"] is True
-        assert HOME[0] + 0.05 < q1[0] < target[0] - 0.5  # it moved, then stopped early
+        assert HOME[0] + 0.02 < q1[0] < target[0] - 0.5  # it moved, then stopped early
         np.testing.assert_allclose(q2, q1, atol=1e-6)  # and holds
 
 
@@ -65,7 +65,7 @@ def test_estop_latches_in_agent_and_driver(driver: DriverProcess) -> None:
     with make_robot("dds", domain_id=driver.domain_id) as robot:
         robot.home()
         robot.estop("test")
-        time.sleep(0.2)
+        dds.wait_for(lambda: robot.driver_status().get("estop") is True, 10.0, "the driver to latch its e-stop")
         q0 = robot.joint_positions()
         msgs = dds.messages()
         raw = robot.domain.publisher(robot.config.topics.trajectory_command, msgs.JointTrajectory)
@@ -80,11 +80,11 @@ def test_estop_latches_in_agent_and_driver(driver: DriverProcess) -> None:
         with pytest.raises(RobotFault, match="e-stop"):
             robot.home()
         robot.reset_estop()
-        time.sleep(0.2)
+        dds.wait_for(lambda: robot.driver_status().get("estop") is False, 10.0, "the driver to release its e-stop")
         for _ in range(5):
             robot.send_action(HOME + np.float32([0.5, 0, 0, 0]))
+        time.sleep(0.3)
         assert robot.joint_positions()[0] > q0[0] + 0.2
-        assert robot.driver_status()["estop"] is False
 
 
 def test_array_commands_and_return_home_on_shutdown() -> None:
@@ -112,11 +112,11 @@ def test_array_commands_and_return_home_on_shutdown() -> None:
 
 def test_a_dead_driver_is_a_fault_not_a_frozen_picture() -> None:
     d = start_driver()
-    robot = make_robot("dds", domain_id=d.domain_id, state_timeout_s=0.5)
+    robot = make_robot("dds", domain_id=d.domain_id, state_timeout_s=1.0)
     robot.connect()
     robot.observe()
     assert d.stop() == 0  # SIGTERM: the driver exits cleanly
-    time.sleep(0.8)
+    time.sleep(1.5)
     with pytest.raises(RobotFault, match="joint states"):
         robot.observe()
     robot.disconnect()  # cannot home a dead driver; still releases the domain
