@@ -22,13 +22,12 @@ Video: AV1 (libsvtav1), yuv420p, GOP 2, CRF 30: lerobot's defaults (``encode_vid
 PyAV's bundled dav1d. Departures from lerobot: the export writes every episode into one data file and one
 video file per camera (lerobot starts a new file past 100 MB / 200 MB; the import follows the indices of
 any layout); depth cameras are not exported (lerobot 0.4 has no depth video); image statistics are
-computed over every frame instead of a sample.
+computed over every frame of an episode instead of a sample of frames.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from collections.abc import Callable, Iterable, Sequence
@@ -104,10 +103,9 @@ def import_lerobot(
         raise LeRobotFormatError(f"{root}: no 'action' feature")
 
     tasks = _read_tasks(root)
-    episodes = _read_table(root, "meta/episodes")
-    data = _read_table(root, "data")
-    stats = json.loads((root / "meta" / "stats.json").read_text()) if (root / "meta" / "stats.json").is_file() else {}
-    spec = _spec_from_features(features, stats, fps)
+    episodes = _read_episode_rows(root)
+    data = _read_frame_columns(root)
+    spec = _spec_from_features(features, data, fps)
     frame_episode = np.asarray(data["episode_index"])
     order = np.lexsort((np.asarray(data["frame_index"]), frame_episode))  # rows by (episode, frame)
 
@@ -127,12 +125,8 @@ def import_lerobot(
         timestamps = (
             np.asarray(data["timestamp"], dtype=np.float64)[rows] if "timestamp" in data else np.arange(n) / fps
         )
-        instruction = tasks[int(np.asarray(data["task_index"])[rows[0]])] if "task_index" in data else row["tasks"][0]
-        success: bool | str | None = None
-        if "next.success" in data:
-            success = bool(np.asarray(data["next.success"])[rows[-1]])
-        if row.get("flywheel.success") is not None:
-            success = row["flywheel.success"]
+        instruction = tasks[int(data["task_index"][rows[0]])] if "task_index" in data else row["tasks"][0]
+        label = _success(data, rows, row)
         task = (task_names or {}).get(instruction) or row.get("flywheel.task") or instruction
         meta = {"source": "lerobot_v3", "dataset": str(root), "episode_index": ep}
         if row.get("flywheel.episode_id"):
@@ -146,7 +140,6 @@ def import_lerobot(
             meta=meta,
             buffer_s=2.0,  # batched writes: an import is not a live recording, it can queue freely
         )
-        label = "unknown" if success is None else success_label(success)
         with writer:
             for t in range(n):
                 obs = Observation(
@@ -182,19 +175,38 @@ def _read_tasks(root: Path) -> dict[int, str]:
     return dict(zip(table["task_index"].to_pylist(), table[name_col].to_pylist(), strict=True))
 
 
-def _read_table(root: Path, folder: str) -> Any:
-    """Every ``<folder>/chunk-*/file-*.parquet`` as one table (rows of the episodes table as dicts)."""
-    import pyarrow as pa
+def _parquet_tables(root: Path, folder: str) -> list[Any]:
+    """Every ``<folder>/chunk-*/file-*.parquet`` (lerobot starts new files as they grow), in order."""
     import pyarrow.parquet as pq
 
     files = sorted((root / folder).glob("chunk-*/file-*.parquet"))
     if not files:
         raise LeRobotFormatError(f"{root}: no {folder}/chunk-*/file-*.parquet")
-    tables = [pq.read_table(f) for f in files]
-    if folder == "meta/episodes":
-        keep = [c for c in tables[0].column_names if not c.startswith("stats/")]
-        return [r for t in tables for r in t.select([c for c in keep if c in t.column_names]).to_pylist()]
-    return _columns(pa.concat_tables(tables))
+    return [pq.read_table(f) for f in files]
+
+
+def _read_episode_rows(root: Path) -> list[dict[str, Any]]:
+    """meta/episodes as one dict per episode, without the per-episode stats columns."""
+    rows = []
+    for table in _parquet_tables(root, "meta/episodes"):
+        rows += table.select([c for c in table.column_names if not c.startswith("stats/")]).to_pylist()
+    return rows
+
+
+def _read_frame_columns(root: Path) -> dict[str, np.ndarray]:
+    """data/ as one array per column over every frame of every episode."""
+    import pyarrow as pa
+
+    return _columns(pa.concat_tables(_parquet_tables(root, "data")))
+
+
+def _success(data: dict[str, np.ndarray], rows: np.ndarray, row: dict[str, Any]) -> str:
+    """Our label when the dataset came from our export; else the episode's last ``next.success``."""
+    if row.get("flywheel.success") is not None:
+        return success_label(row["flywheel.success"])
+    if "next.success" in data:
+        return success_label(bool(data["next.success"][rows[-1]]))
+    return "unknown"
 
 
 def _columns(table: Any) -> dict[str, np.ndarray]:
@@ -221,11 +233,12 @@ def _camera_name(key: str) -> str:
     return key[len(IMAGE_PREFIX) :].replace("/", "_")
 
 
-def _spec_from_features(features: dict[str, Any], stats: dict[str, Any], fps: float) -> RobotSpec:
+def _spec_from_features(features: dict[str, Any], data: dict[str, np.ndarray], fps: float) -> RobotSpec:
+    """The RobotSpec of the dataset; a LeRobotDataset records no action limits, so the recorded range stands in."""
     action_dim = int(features["action"]["shape"][0])
     state_dim = int(features["observation.state"]["shape"][0]) if "observation.state" in features else 0
-    low = stats.get("action", {}).get("min", [-math.inf] * action_dim)
-    high = stats.get("action", {}).get("max", [math.inf] * action_dim)
+    actions = np.asarray(data["action"], dtype=np.float32).reshape(-1, action_dim)
+    low, high = actions.min(axis=0), actions.max(axis=0)
     cameras = {
         _camera_name(k): (int(v["shape"][0]), int(v["shape"][1]))
         for k, v in features.items()
@@ -329,7 +342,7 @@ def export_lerobot(
         for key in video_keys
     }
     episode_rows: list[dict[str, Any]] = []
-    all_columns: dict[str, list[np.ndarray]] = {}
+    episode_stats: list[dict[str, dict[str, Any]]] = []
     index = 0
     with pq.ParquetWriter(data_path, data_schema) as data_writer:
         for ep, info in enumerate(infos):
@@ -366,7 +379,7 @@ def export_lerobot(
                 row[f"videos/{key}/from_timestamp"] = start
                 row[f"videos/{key}/to_timestamp"] = start + n / spec.fps
                 ep_stats[key] = _image_stats(frames)
-                all_columns.setdefault(key, []).append(frames[:: max(1, n // 32)])
+            episode_stats.append(ep_stats)
             for key, s in ep_stats.items():
                 for stat, value in s.items():
                     row[f"stats/{key}/{stat}"] = value
@@ -381,8 +394,6 @@ def export_lerobot(
                 }
             )
             episode_rows.append(row)
-            for name, col in columns.items():
-                all_columns.setdefault(name, []).append(col)
             index += n
             if progress:
                 progress(1)
@@ -393,12 +404,7 @@ def export_lerobot(
     episodes_path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(episode_rows), episodes_path)
     _write_tasks(root / "meta" / "tasks.parquet", tasks)
-    stats = {
-        name: (_image_stats(np.concatenate(cols)) if name in video_keys else _stats(np.concatenate(cols)))
-        for name, cols in all_columns.items()
-    }
-    for key in video_keys:
-        stats[key]["count"] = [index]
+    stats = {key: _aggregate([e[key] for e in episode_stats]) for key in episode_stats[0]}
     (root / "meta" / "stats.json").write_text(json.dumps(stats, indent=4))
     info_json = {
         "codebase_version": CODEBASE_VERSION,
@@ -547,6 +553,27 @@ def _stats(col: np.ndarray) -> dict[str, list[Any]]:
     }
     for name, q in QUANTILES.items():
         out[name] = np.quantile(xf, q, axis=0).tolist()
+    return out
+
+
+def _aggregate(per_episode: list[dict[str, Any]]) -> dict[str, Any]:
+    """Dataset statistics from per-episode ones, as lerobot's ``aggregate_feature_stats`` combines them:
+    count-weighted means (of the quantiles too), pooled variance, element-wise min and max."""
+    counts = np.array([s["count"][0] for s in per_episode], np.float64)
+    w = counts / counts.sum()
+    weighted = lambda key: np.tensordot(w, np.array([s[key] for s in per_episode], np.float64), axes=1)  # noqa: E731
+    mean = weighted("mean")
+    means = np.array([s["mean"] for s in per_episode], np.float64)
+    variances = np.array([s["std"] for s in per_episode], np.float64) ** 2 + (means - mean) ** 2
+    out: dict[str, Any] = {
+        "min": np.min(np.array([s["min"] for s in per_episode]), axis=0).tolist(),
+        "max": np.max(np.array([s["max"] for s in per_episode]), axis=0).tolist(),
+        "mean": mean.tolist(),
+        "std": np.sqrt(np.tensordot(w, variances, axes=1)).tolist(),
+        "count": [int(counts.sum())],
+    }
+    for name in QUANTILES:
+        out[name] = weighted(name).tolist()
     return out
 
 

@@ -98,6 +98,12 @@ def test_export_layout_matches_lerobot(imported: EpisodeStore, tmp_path: Path) -
     stats = json.loads((out / "meta" / "stats.json").read_text())
     assert set(stats) == set(json.loads((METAWORLD / "meta" / "stats.json").read_text()))
     assert np.asarray(stats["observation.images.corner"]["mean"]).shape == (3, 1, 1)
+    actions = np.asarray(pq.read_table(out / "data/chunk-000/file-000.parquet")["action"].to_pylist())
+    assert np.allclose(stats["action"]["mean"], actions.mean(axis=0), atol=1e-6)  # per-episode stats pooled
+    assert np.allclose(stats["action"]["std"], actions.std(axis=0), atol=1e-6)
+    assert stats["action"]["min"] == actions.min(axis=0).tolist() and stats["action"]["count"] == [238]
+    frames = np.concatenate([imported.open(e.episode_id).images("corner") for e in imported.episodes()])
+    assert np.allclose(np.ravel(stats["observation.images.corner"]["mean"]), frames.mean(axis=(0, 1, 2)) / 255)
     with av.open(str(out / "videos/observation.images.corner/chunk-000/file-000.mp4")) as c:
         s = c.streams.video[0]
         assert (s.codec_context.name, s.codec_context.pix_fmt) in {("libdav1d", "yuv420p"), ("av1", "yuv420p")}
