@@ -38,8 +38,8 @@ def render(
 ) -> None:
     """Render the task's first frame (or after --steps of the expert) for some seeds into a PNG."""
     import numpy as np
-    from PIL import Image
 
+    from data_store.contact_sheet import write_png
     from sim.env import MetaWorldArm
     from sim.experts import ScriptedExpert
     from sim.tasks import resolve_task
@@ -61,8 +61,7 @@ def render(
             for _ in range(steps):
                 obs = arm.step(expert.act(arm.raw_observation()))
             frames.append(obs.images[arm.camera])
-    image = Image.fromarray(np.concatenate(frames, axis=1))
-    image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+    image = np.concatenate(frames, axis=1).repeat(scale, axis=0).repeat(scale, axis=1)  # nearest upscale
     out.parent.mkdir(parents=True, exist_ok=True)
-    image.save(out)
+    write_png(image, out)
     console.print(f"wrote {out} ({len(frames)} frame(s) of {info.name} from {arm.camera}, {size}×{size})")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image
 from typer.testing import CliRunner
 
+from data_store.contact_sheet import read_png
 from flywheel.cli import app
 
 
@@ -23,8 +23,9 @@ def test_render_writes_a_png_of_one_frame_per_seed(tmp_path: Path) -> None:
         app, ["sim", "render", "--task", "reach", "--seeds", "0,1", "--size", "32", "--scale", "2", "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
-    with Image.open(out) as image:
-        assert image.size == (2 * 32 * 2, 32 * 2)
+    image = read_png(out)
+    assert image.shape == (32 * 2, 2 * 32 * 2, 3)
+    assert image[:, :64].std() > 10 and not (image[:, :64] == image[:, 64:]).all()  # two different scenes
 
 
 def test_render_unknown_task_is_a_one_line_error(tmp_path: Path) -> None:
