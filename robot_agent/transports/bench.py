@@ -56,7 +56,8 @@ def observe_costs(domain_id: int = 151, repeats: int = 200) -> None:
     try:
         assert driver.stdout is not None
         driver.stdout.readline()
-        with DDSRobot(domain_id=domain_id) as robot:
+        robot = DDSRobot(domain_id=domain_id)
+        with robot:
             robot.home()
             ages, start = [], time.perf_counter()
             for _ in range(repeats):
