@@ -16,6 +16,8 @@ in another process could see frames that are not there yet): the writer resizes 
 blocks, writes the step's chunks (each chunk file is written atomically by zarr's LocalStore), and only
 then rewrites the group attributes with the new ``length`` (also atomic). Readers read ``[:length]``.
 So a ``kill -9`` loses at most the step being written, and every published step stays readable.
+With ``buffer_s > 0`` a writer thread does the writing in batches and ``append`` only validates and
+queues; at most ``buffer_s`` seconds of steps are unpublished at any time (the issue's bound is 1 s).
 
 An episode whose status is still ``recording`` while its writer process is gone is reported, and marked
 on disk, ``aborted`` with the reason, by :meth:`EpisodeStore.recover` (run when a store is opened).
@@ -91,8 +93,17 @@ def _writer_alive(writer: dict[str, Any] | None) -> bool:
         return False
     if writer.get("host") != socket.gethostname():
         return time.time() - float(writer.get("heartbeat_at", 0.0)) < STALE_AFTER_S
-    start = _process_start(int(writer["pid"]))
-    return start is not None and start == writer.get("proc_start")
+    pid = int(writer["pid"])
+    if Path("/proc").is_dir():
+        start = _process_start(pid)
+        return start is not None and start == writer.get("proc_start")
+    try:  # no /proc (macOS): is there a process with that pid at all
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _check_node_name(kind: str, name: str) -> None:
