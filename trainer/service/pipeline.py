@@ -17,6 +17,7 @@ writing ``done.json``.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import time
 from collections.abc import Callable, Mapping
@@ -37,7 +38,7 @@ from trainer.service.progress import (
     write_json,
 )
 from trainer.service.settings import ServiceSettings, load_settings
-from trainer.service.snapshot import Snapshot, idempotency_key, take_snapshot
+from trainer.service.snapshot import Snapshot, idempotency_key, resolve_policy, take_snapshot
 from trainer.service.stage import CycleConfig, Stage, StageContext, StageError, StageOutput, stage_levels
 
 if TYPE_CHECKING:
@@ -83,6 +84,8 @@ def snapshot_step(settings: ServiceSettings, run_id: str, publish: Publish | Non
         config = CycleConfig.from_json(record["config"])
         update_stage(settings, run_id, "snapshot", state="running", worker=worker_name(), started_at=time.time())
         try:
+            policy = resolve_policy(config.policy, settings.registry_db, settings.registry_artifacts_dir)
+            config = dataclasses.replace(config, policy=policy)
             snap = take_snapshot(settings.store_path, config)
         except StageError as e:
             fail_run(settings, run_id, "snapshot", str(e))
@@ -97,7 +100,7 @@ def snapshot_step(settings: ServiceSettings, run_id: str, publish: Publish | Non
         update_stage(settings, run_id, "snapshot", **done)
         if publish is not None:
             publish({"run_id": run_id, "stage": "snapshot", "step": 1, "total": 1, "metrics": metrics})
-        return update_run(settings, run_id, state="running", snapshot=snap.to_json(), key=key)
+        return update_run(settings, run_id, state="running", snapshot=snap.to_json(), key=key, config=config.to_json())
 
 
 def run_stage(settings: ServiceSettings, run_id: str, name: str, publish: Publish | None = None) -> StageOutput:

@@ -94,6 +94,24 @@ def policy_action_dim(policy: str) -> int:
     return dim
 
 
+def resolve_policy(policy: str, registry_db: str, registry_artifacts: Path) -> str:
+    """A policy artifact folder: ``policy`` itself when it is one, else the registry's version or alias of
+    that name (``production``, ``candidate``, ``vla-…``), so a nightly cycle can improve what the fleet runs.
+    The run keeps the resolved folder (content-addressed in the artifact store), not the moving alias."""
+    if not policy or Path(policy).expanduser().is_dir() or "/" in policy:
+        return policy
+    from data_store.registry import Registry, RegistryError, policies
+
+    registry = Registry(registry_db, registry_artifacts)
+    try:
+        with registry.session() as s:
+            return str(policies.resolve(s, policy).artifact_path)
+    except RegistryError as e:
+        raise StageError(f"missing policy artifact: {policy!r} is neither a folder nor in the registry ({e})") from e
+    finally:
+        registry.close()
+
+
 def take_snapshot(store_path: str, config: CycleConfig) -> Snapshot:
     """Freeze the complete episodes of ``config.task`` in the store and check them against the policy."""
     from data_store.episodes import EpisodeStore

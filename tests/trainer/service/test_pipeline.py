@@ -148,3 +148,19 @@ def test_require_names_the_missing_function() -> None:
     with pytest.raises(StageUnavailable, match=r"evaluation is not available: trainer.grpo has no evaluate_policy\(\)"):
         require("trainer.grpo", "evaluate_policy", "evaluation")
     assert require("trainer.grpo", "train_grpo", "GRPO").__name__ == "train_grpo"
+
+
+def test_the_policy_can_be_a_registry_alias(embedded, episodes, policy_dir) -> None:
+    reg = Registry(embedded.registry_db, embedded.registry_artifacts_dir)
+    with reg.session() as s:
+        parent, _ = policies.register_policy(s, reg.artifacts, policy_dir, by="test")
+        policies.set_alias(s, FLEET, "production", parent.version, by="test")
+        parent_version, parent_path = parent.version, parent.artifact_path
+    reg.close()
+    status = run_cycle_inline(CycleConfig(policy="production"), embedded)
+    assert status["state"] == "succeeded", status
+    assert status["config"]["policy"] == parent_path  # the run keeps the folder, not the moving alias
+    rows = {version: run for version, run, _ in registered(embedded)}
+    assert set(rows) == {parent_version, status["candidate"]["version"]}
+    unknown = run_cycle_inline(CycleConfig(policy="staging"), embedded)
+    assert unknown["state"] == "failed" and "neither a folder nor in the registry" in unknown["reason"]
