@@ -55,8 +55,8 @@ def make_engine(url: str, *, schema: str | None = None) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         else:
             kwargs["poolclass"] = StaticPool
-    else:
-        kwargs["pool_pre_ping"] = True
+    else:  # the server answers from a thread pool (40 threads): let a burst have connections
+        kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
     engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         # WAL lets readers (the dashboard) run while a robot's report is being written.
