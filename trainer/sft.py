@@ -233,7 +233,7 @@ def train_sft(
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 _save_checkpoint(ckpt, policy, optimizer, done, losses, cfg, data.snapshot, run_id)
             if on_step is not None:
-                on_step(done, float(loss))
+                on_step(done, losses[-1])
     train_seconds = time.perf_counter() - t0
 
     policy.eval()
