@@ -210,13 +210,15 @@ class EpisodeWriter:
     async def _write_chunks_then_publish(self, steps: list[tuple[int, dict[str, np.ndarray]]]) -> None:
         # One write per array over the batch's slice: steps sharing a chunk (state, action, timestamp hold
         # 64 steps a chunk) must not be written concurrently, or one read-modify-write undoes another.
+        # Frames (one per chunk) are written one chunk each, without stacking them into a copy first.
         first, last = steps[0][0], steps[-1][0]
-        await asyncio.gather(
-            *(
-                arr.async_array.setitem(slice(first, last + 1), np.stack([values[name] for _, values in steps]))
-                for name, arr in self._arrays.items()
-            )
-        )
+        writes = []
+        for name, arr in self._arrays.items():
+            if arr.chunks[0] == 1:
+                writes += [arr.async_array.setitem(t, values[name]) for t, values in steps]
+            else:
+                writes.append(arr.async_array.setitem(slice(first, last + 1), np.stack([v[name] for _, v in steps])))
+        await asyncio.gather(*writes)
         # Publish only after every chunk of the steps is on disk (PLATFORM.md: never the other way round).
         await self._async_group.update_attributes({"length": steps[-1][0] + 1, "writer": dict(self._writer)})
 
