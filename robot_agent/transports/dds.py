@@ -26,6 +26,7 @@ from typing import Any
 
 from robot_agent import ros_mapping
 from robot_agent.robots.base import MissingDependency
+from robot_agent.transports import image_cdr
 
 INSTALL = "pip install 'vla-flywheel[ros]'   # cyclonedds + ros2-pyterfaces[cyclone,cydr]"
 ROS_TOPIC_PREFIX = "rt"
@@ -83,11 +84,29 @@ def messages() -> Any:
 
 @cache
 def wire_type(cls: type) -> type:
-    """The subclass of a ros2-pyterfaces message whose DDS type name is rosidl's (same fields, same CDR)."""
+    """The subclass of a ros2-pyterfaces message whose DDS type name is rosidl's (same fields, same CDR).
+
+    sensor_msgs/Image gets the buffer codec of ``image_cdr`` (the same bytes, ~100× faster)."""
     if getattr(cls, "__ros_type__", None):
         return cls
-    name = dds_type_name(cls.get_type_name())  # type: ignore[attr-defined]
-    return type(cls.__name__, (cls,), {"__ros_type__": cls}, typename=name)
+    ros_name = cls.get_type_name()  # type: ignore[attr-defined]
+    namespace: dict[str, Any] = {"__ros_type__": cls}
+    if ros_name == "sensor_msgs/msg/Image":
+        namespace.update(serialize=_image_serialize, deserialize=classmethod(_image_deserialize))
+    return type(cls.__name__, (cls,), namespace, typename=dds_type_name(ros_name))
+
+
+def _image_serialize(self: Any, buffer: Any = None, endianness: Any = None, use_version_2: bool | None = None) -> bytes:
+    if buffer is not None or (endianness is not None and endianness.name != "Little"):
+        generic: Any = type(self).__mro__[1]  # the ros2-pyterfaces class: the generic path
+        return bytes(generic.serialize(self, buffer, endianness, use_version_2))
+    return image_cdr.encode_image(self, bool(use_version_2))
+
+
+def _image_deserialize(cls: Any, data: Any, has_header: bool = True, use_version_2: bool | None = None) -> Any:
+    if not has_header or not isinstance(data, bytes | bytearray | memoryview):
+        return cls.__mro__[1].deserialize(data, has_header, use_version_2)
+    return ros_mapping.build(cls, image_cdr.decode_image(data))
 
 
 def type_hash(cls: type) -> str:

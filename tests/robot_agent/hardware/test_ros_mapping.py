@@ -115,3 +115,32 @@ def test_wire_types_carry_rosidl_names_and_jazzy_hashes(msgs) -> None:
         sample.serialize()
         == m.build(msgs.JointState, m.joint_state_fields(["a"], np.array([1.0]), None, 0.0)).serialize()
     )
+
+
+@pytest.mark.parametrize(
+    ("frame_id", "encoding", "h", "w"), [("", "rgb8", 3, 5), ("cam", "mono8", 1, 7), ("c" * 6, "16UC1", 2, 3)]
+)
+def test_fast_image_codec_matches_the_generic_cdr(msgs, frame_id: str, encoding: str, h: int, w: int) -> None:
+    """The wire Image type's buffer codec writes and reads the same bytes as ros2-pyterfaces, whatever the
+    string paddings, in both byte orders and both XCDR versions."""
+    from cyclonedds_idl import Endianness
+
+    from robot_agent.transports import image_cdr
+    from robot_agent.transports.dds import wire_type
+
+    bpp = 2 if encoding == "16UC1" else (1 if encoding == "mono8" else 3)
+    data = np.random.default_rng(h * w).integers(0, 256, h * w * bpp, dtype=np.uint8).tobytes()
+    fields = {"header": {"stamp": {"sec": -3, "nanosec": 7}, "frame_id": frame_id}, "height": h, "width": w,
+              "encoding": encoding, "is_bigendian": 0, "step": w * bpp, "data": data}  # fmt: skip
+    generic = m.build(msgs.Image, fields)
+    fast = m.build(wire_type(msgs.Image), fields)
+    for v2 in (False, True):
+        assert fast.serialize(use_version_2=v2) == generic.serialize(use_version_2=v2)
+    assert image_cdr.decode_image(generic.serialize(endianness=Endianness.Big)) == fields
+    back = wire_type(msgs.Image).deserialize(generic.serialize())
+    assert (back.header.stamp.sec, back.header.frame_id, back.encoding, bytes(back.data)) == (
+        -3,
+        frame_id,
+        encoding,
+        data,
+    )
