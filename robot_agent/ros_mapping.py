@@ -125,7 +125,7 @@ def image_to_rgb(msg: Any) -> np.ndarray:
         return np.repeat(px, 3, axis=2)
     if enc.startswith("bgr"):
         px = px[:, :, 2::-1]
-    return np.ascontiguousarray(px[:, :, :3])
+    return np.array(px[:, :, :3], order="C")  # a copy the observation owns (the message's buffer is read-only)
 
 
 def image_to_depth(msg: Any) -> np.ndarray:
@@ -139,7 +139,7 @@ def image_to_depth(msg: Any) -> np.ndarray:
     if enc == "32FC1":
         mm = np.nan_to_num(px.astype(np.float64) * 1000.0, nan=0.0, posinf=0.0, neginf=0.0)
         return np.clip(np.round(mm), 0, 65535).astype(np.uint16)
-    return px.astype(np.uint16)
+    return np.array(px, dtype=np.uint16)  # owned and writable
 
 
 def rgb_to_image_fields(rgb: np.ndarray, stamp: float, frame_id: str = "camera_color_optical_frame") -> dict[str, Any]:

@@ -144,3 +144,19 @@ def test_fast_image_codec_matches_the_generic_cdr(msgs, frame_id: str, encoding:
         encoding,
         data,
     )
+
+
+def test_mapped_images_are_writable_copies(msgs) -> None:
+    from robot_agent.transports.dds import wire_type
+
+    rgb = np.zeros((2, 3, 3), np.uint8)
+    msg = wire_type(msgs.Image).deserialize(m.build(msgs.Image, m.rgb_to_image_fields(rgb, 0.0)).serialize())
+    out = m.image_to_rgb(msg)
+    out[0, 0, 0] = 7  # a policy may normalise in place
+    assert m.image_to_rgb(msg)[0, 0, 0] == 0
+    depth = m.image_to_depth(
+        wire_type(msgs.Image).deserialize(
+            m.build(msgs.Image, m.depth_to_image_fields(np.zeros((2, 2), np.uint16), 0.0)).serialize()
+        )
+    )
+    assert depth.flags.writeable
