@@ -192,7 +192,23 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
     return table
 
 
+def bench_service(
+    redis: str = typer.Option("redis://127.0.0.1:6379/15", help="The Redis to measure (keys under a fresh prefix)."),
+    tasks: int = typer.Option(30, min=3, help="Round trips per broker."),
+) -> None:
+    """Task round trip through a real worker on the embedded SQLite broker and on Redis (JSON lines)."""
+    from trainer.service.bench import run_bench
+
+    try:
+        for line in run_bench(redis, tasks):
+            typer.echo(json.dumps(line))
+    except Exception as e:  # Redis down, a worker that never answered
+        console.print(f"[red]bench service: {type(e).__name__}: {escape(str(e))}[/red]")
+        raise typer.Exit(1) from None
+
+
 def register(train: typer.Typer, bench: typer.Typer) -> None:
-    """Add this family's commands."""
+    """Add ``train cycle``, ``train status`` and ``bench service``."""
     train.command()(cycle)
     train.command()(status)
+    bench.command("service")(bench_service)

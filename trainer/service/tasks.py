@@ -7,13 +7,14 @@ publishes ``PROGRESS`` (stage, step, total, metrics) through ``update_state`` as
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from celery import Task
 
 from trainer.service.celery_app import app
 from trainer.service.pipeline import run_stage, snapshot_step
-from trainer.service.progress import update_stage
+from trainer.service.progress import update_stage, worker_name
 from trainer.service.settings import load_settings
 
 
@@ -39,6 +40,12 @@ def stage_task(self: Task, run_id: str, stage: str) -> dict[str, Any]:
     update_stage(settings, run_id, stage, task_id=self.request.id)  # where the result backend has its progress
     out = run_stage(settings, run_id, stage, _publisher(self))
     return {"run_id": run_id, "stage": stage, **out.to_json()}
+
+
+@app.task(name="flywheel.ping")
+def ping_task() -> dict[str, Any]:
+    """Which worker answered, and when: for health checks and ``flywheel bench service``."""
+    return {"worker": worker_name(), "at": time.time()}
 
 
 @app.task(name="flywheel.nightly")
