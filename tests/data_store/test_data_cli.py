@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from data_store.cli import app
 from data_store.contact_sheet import read_png
 from data_store.episodes import EpisodeStore
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, need
 
 runner = CliRunner()
 
@@ -107,8 +107,7 @@ def test_export_import_lerobot(store: EpisodeStore, tmp_path: Path) -> None:
 
 def test_import_fixture_by_id_then_export_selected(tmp_path: Path) -> None:
     fixture = FIXTURES / "lerobot_v3_metaworld"
-    if not fixture.is_dir():
-        pytest.skip(f"needs {fixture}")
+    need(fixture.is_dir(), f"the LeRobot fixture at {fixture}")
     code, out = invoke("import", str(fixture), "--store", str(tmp_path / "s"))
     assert code == 0 and "imported 4 episodes" in out
     s = EpisodeStore(tmp_path / "s")
@@ -118,7 +117,9 @@ def test_import_fixture_by_id_then_export_selected(tmp_path: Path) -> None:
 
 
 def test_export_mcap_calls_the_mcap_exporter(store: EpisodeStore, tmp_path: Path) -> None:
-    pytest.importorskip("rosbags")
+    import importlib.util
+
+    need(importlib.util.find_spec("rosbags") is not None, "rosbags (pip install 'vla-flywheel[ros]')")
     code, out = invoke("export", "--format", "mcap", "--out", str(tmp_path / "bags"), "--store", str(store.root))
     assert code == 0, out
     assert sorted(p.name for p in (tmp_path / "bags").iterdir()) == [e.episode_id for e in store.episodes()]
