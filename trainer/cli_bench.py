@@ -6,6 +6,7 @@ Only typer/rich at module level; the benches import torch and the simulator insi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -48,7 +49,7 @@ def register(train: typer.Typer, bench: typer.Typer) -> None:
         from trainer.paper_bench import PRESETS, run_bench
 
         cfg = PRESETS["quick" if quick else "default"]
-        overrides = {
+        overrides: dict[str, Any] = {
             "tasks": _tasks(tasks),
             "budget": budget,
             "eval_episodes": eval_episodes,
@@ -73,7 +74,7 @@ def register(train: typer.Typer, bench: typer.Typer) -> None:
         from trainer.paper_bench import PRESETS
 
         bench_cfg = PRESETS["quick" if quick else "default"]
-        overrides = {"tasks": _tasks(tasks), "budget": budget}
+        overrides: dict[str, Any] = {"tasks": _tasks(tasks), "budget": budget}
         bench_cfg = replace(bench_cfg, **{k: v for k, v in overrides.items() if v is not None})
         run_lifelong(LifelongConfig(bench=bench_cfg, rounds=rounds), out)
 

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -123,17 +124,14 @@ def scaling(
         )
         icfg = ImagineConfig(group_size=point.group_size, context_len=c)
         torch.manual_seed(0)
-        batch, draw_s, draw_mib = measure(
-            lambda s=start, i=icfg, b=point.batch: imagine_rollouts(
-                policy, world_model, reward_model, [s] * b, i, "corner4", proprio_model=proprio
-            )
-        )
+        draw = partial(imagine_rollouts, policy, world_model, reward_model, [start] * point.batch, icfg, "corner4")
+        batch, draw_s, draw_mib = measure(partial(draw, proprio_model=proprio))
         rollouts = batch.rollouts
         rollouts.success = torch.as_tensor(rng.integers(0, 2, size=rollouts.success.shape), dtype=torch.float32)
         gcfg = GRPO_PRESETS["cpu"]
         opt = make_optimizer(policy, gcfg)
         policy.train()
-        _, update_s, update_mib = measure(lambda r=rollouts, o=opt, g=gcfg: update(policy, o, r, g))
+        _, update_s, update_mib = measure(partial(update, policy, opt, rollouts, gcfg))
         policy.eval()
         n = point.batch * point.group_size
         row = {

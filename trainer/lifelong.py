@@ -20,8 +20,23 @@ from typing import Any
 import torch
 
 from trainer.coevolution import WMPOConfig, build_imagination, wmpo
+from trainer.paper_bench import (
+    P_SEED,
+    BenchConfig,
+    Recorder,
+    TaskRun,
+    collect,
+    evaluate,
+    fit_models,
+    train_base,
+    wilson,
+)
 from trainer.paper_bench import PRESETS as BENCH_PRESETS
-from trainer.paper_bench import BenchConfig, Recorder, TaskRun, collect, evaluate, fit_models, train_base, wilson
+
+
+def first_seed(round_: int) -> int:
+    """Scenes of round r's real episodes: round 1 is the paper bench's P episodes; later rounds 60_000 + 10_000·r."""
+    return P_SEED if round_ == 1 else 60_000 + 10_000 * round_
 
 
 @dataclass(frozen=True)
@@ -58,7 +73,7 @@ def run_lifelong(cfg: LifelongConfig, out: Path, echo: Any = print) -> list[dict
             robot = "base" if r == 1 else f"round{r}"  # round 1's rollouts are the paper bench's P episodes
             have = len(store.episodes(task=task, robot_id=robot, status="complete"))
             if have < b.budget:
-                collect(policy, task, b.budget - have, store, b.grpo.temperature, 100_000 * r + have, robot)
+                collect(policy, task, b.budget - have, store, b.grpo.temperature, first_seed(r) + have, robot)
             robots = (*robots, robot)
             models = fit_models(run, b, models, robots, tag=f"round{r}")
             imagination = build_imagination(store, task, models[0], models[1], run.horizon, wcfg, run.camera, robots)

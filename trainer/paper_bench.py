@@ -36,6 +36,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +48,10 @@ from trainer.grpo import PRESETS as GRPO_PRESETS
 from trainer.grpo import GRPOConfig
 from trainer.sim_grpo import run_lockstep, sim_grpo_variants, train_sim_grpo
 
-DEFAULT_TASKS = ("drawer-close", "button-press-topdown", "window-open", "coffee-button")
+DEFAULT_TASKS = ("drawer-close", "window-open", "drawer-open", "button-press-topdown")  # trainer/base_table.py
 VARIANTS = ("base", "grpo_sim", "wmpo", "wmpo_kir", "wmpo_kir_coevo")
-EVAL_SEED = 1_000_000  # evaluation scenes; the P episodes use 0.., the RL stages 10_000..
+# scene seeds of each stage, disjoint: demonstrations 0.., evaluation 100_000.. (trainer.evaluate.EVAL_SEED)
+P_SEED, SIM_GRPO_SEED, COEVO_SEED = 30_000, 40_000, 50_000
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class BenchConfig:
     budget: int = 128  # P real episodes of the base policy (WMPO: 128 or 1280)
     demos: int = 10  # scripted demonstrations per task for SFT
     demo_noise: float = 0.1
-    sft_steps: int = 1500
+    sft_steps: int = 600  # as trainer/base_table.py
     policy_preset: str = "small"
     eval_episodes: int = 100
     eval_temperature: float = 1.6  # WoVR evaluates at the sampling temperature (PAPERS.md §2.4)
@@ -67,7 +69,9 @@ class BenchConfig:
     kir_share: float = 0.5
     coevo_extra: int = 32  # PACE's extra real episodes of the evolved policy
     coevo_iterations: int = 4  # RL in WM_Evo after the refit
+    world_model_preset: str = "small"  # trainer/world_model PRESETS
     world_model_steps: int | None = None  # None: the world-model trainer's default
+    reward_model_preset: str = "small"  # trainer/reward_model PRESETS
     reward_model_steps: int | None = None
     seed: int = 0
 
@@ -92,7 +96,9 @@ PRESETS: dict[str, BenchConfig] = {
         kir_share=0.5,
         coevo_extra=4,
         coevo_iterations=1,
+        world_model_preset="tiny",
         world_model_steps=5,
+        reward_model_preset="tiny",
         reward_model_steps=5,
     ),
 }
@@ -178,48 +184,30 @@ def collect(
     return wins, n
 
 
-def evaluate(policy: Any, task: str, episodes: int, temperature: float, seed: int = EVAL_SEED) -> tuple[int, int]:
-    """True success on the simulator over ``episodes`` seeded scenes (not recorded)."""
-    return collect(policy, task, episodes, None, temperature, seed, robot_id="eval", lockstep=10)
+def evaluate(policy: Any, task: str, episodes: int, temperature: float) -> tuple[int, int]:
+    """True success on the simulator over ``episodes`` seeded scenes (``trainer.evaluate.evaluate_policy``: the
+    real robot-agent loop, seeds from ``EVAL_SEED``, disjoint from every training scene)."""
+    from trainer.evaluate import evaluate_policy
+
+    result = evaluate_policy(policy, task, episodes, temperature=temperature, progress=False)
+    return result.successes, result.episodes
 
 
 def train_base(store: Any, out: Path, cfg: BenchConfig) -> Any:
-    """Scripted demonstrations of every task → one SFT base policy (``trainer/sft.py``)."""
-    from sim.env import MetaWorldArm
-    from sim.experts import ScriptedExpert
+    """Scripted demonstrations of every task → one multi-task SFT base policy (the policy engineer's
+    ``trainer.base_table.record_demonstrations`` and ``trainer.sft.train_sft``; cached in ``out``)."""
+    from trainer.base_table import record_demonstrations
     from trainer.sft import SFTConfig, train_sft
     from vla.artifact import load_artifact
 
     if (out / "manifest.json").is_file():
         return load_artifact(out)
+    ids: list[str] = []
     for task in cfg.tasks:
-        have = store.episodes(task=task, robot_id="expert", success=True)
-        with MetaWorldArm(task) as arm:
-            seed = 500_000 + len(store.episodes(task=task, robot_id="expert"))
-            while len(have) < cfg.demos:
-                expert = ScriptedExpert(task, noise=cfg.demo_noise, seed=seed)
-                obs = arm.reset(seed)
-                with store.create(
-                    arm.spec,
-                    task=task,
-                    instruction=arm.instruction,
-                    robot_id="expert",
-                    policy_version="scripted",
-                    meta={"seed": seed},
-                ) as w:
-                    while not arm.truncated:
-                        action = expert.act(arm.raw_observation())
-                        w.append(obs, action)
-                        obs = arm.step(action)
-                        if arm.success():
-                            break
-                    w.finish(arm.success())
-                seed += 1
-                have = store.episodes(task=task, robot_id="expert", success=True)
+        ids += record_demonstrations(store, task, cfg.demos, noise=cfg.demo_noise)
+    sft = SFTConfig(preset=cfg.policy_preset, steps=cfg.sft_steps, seed=cfg.seed, tasks=cfg.tasks)
     # SFT reads the store's successful episodes: at this point they are the demonstrations only
-    return train_sft(
-        store, out, SFTConfig(preset=cfg.policy_preset, steps=cfg.sft_steps, seed=cfg.seed, tasks=cfg.tasks)
-    ).policy
+    return train_sft(store, out, sft).policy
 
 
 def fit_models(
@@ -230,18 +218,22 @@ def fit_models(
     tag: str = "base",
 ) -> tuple[Any, Any]:
     """World model and reward model on the task's policy rollouts (``robot_ids``); fine-tuned from ``previous``."""
-    from trainer.reward_model import train_reward_model
-    from trainer.world_model import train_world_model
+    from trainer.reward_model import FrameRewardModel, train_reward_model
+    from trainer.world_model import PixelWorldModel, train_world_model
 
     wm_dir, rm_dir = run.dir / f"world_model_{tag}", run.dir / f"reward_model_{tag}"
     episode_ids = [
         i.episode_id for r in robot_ids for i in run.store.episodes(task=run.task, robot_id=r, status="complete")
     ]
+    if (wm_dir / "config.json").is_file() and (rm_dir / "config.json").is_file():  # cached by an earlier run
+        return PixelWorldModel.load(wm_dir, seed=cfg.seed), FrameRewardModel.load(rm_dir)
     wm = train_world_model(
         run.store,
         wm_dir,
         task=run.task,
         episode_ids=episode_ids,
+        camera=run.camera,
+        preset=cfg.world_model_preset,
         steps=cfg.world_model_steps,
         init=previous[0] if previous else None,
     )
@@ -250,6 +242,8 @@ def fit_models(
         rm_dir,
         task=run.task,
         episode_ids=episode_ids,
+        camera=run.camera,
+        preset=cfg.reward_model_preset,
         steps=cfg.reward_model_steps,
         init=previous[1] if previous else None,
     )
@@ -283,11 +277,14 @@ def diagnose(
         n=len(y),
         real_success=float(y.mean()),
     )
-    # 2. the world model replays the real actions open-loop from the first frame; the reward model judges
-    imagined_hit = []
-    for f, a in zip(frames, actions, strict=True):
-        video = wm.rollout(f[None, 0], a[None])
-        imagined_hit.append(int(rm.first_success(video)[0]) >= 0)
+    # 2. the world model replays the real actions open-loop from the first frame (one batch, padded with no-op
+    #    actions past each episode's end); the reward model judges the imagined video up to the real length
+    lengths = [len(a) for a in actions]
+    padded = np.zeros((len(actions), max(lengths), actions[0].shape[1]), np.float32)
+    for i, a in enumerate(actions):
+        padded[i, : len(a)] = a
+    video = wm.rollout(np.stack([f[0] for f in frames]), padded)  # uint8 [n, T, H, W, 3]
+    imagined_hit = [int(rm.first_success(video[i : i + 1, :length])[0]) >= 0 for i, length in enumerate(lengths)]
     agree = float((np.array(imagined_hit) == y).mean())
     rec.emit(
         f"paper/{run.task}/world_model",
@@ -296,6 +293,7 @@ def diagnose(
         "fraction",
         n=len(y),
         imagined_success=float(np.mean(imagined_hit)),
+        real_success=float(y.mean()),
     )
     # 3. the base policy's imagined success rate vs its true one (same temperature)
     draw = imagination.draw(base, WMPOConfig(grpo=cfg.grpo, kir_share=0.0))
@@ -374,7 +372,10 @@ def run_task(
     # P real episodes of the base policy (resumable: only the missing ones are run)
     have = len(store.episodes(task=task, robot_id="base", status="complete"))
     if have < cfg.budget:
-        stage("collect", lambda: collect(base, task, cfg.budget - have, store, cfg.grpo.temperature, have, "base"))
+        stage(
+            "collect",
+            lambda: collect(base, task, cfg.budget - have, store, cfg.grpo.temperature, P_SEED + have, "base"),
+        )
     wm, rm = stage("models", lambda: fit_models(run, cfg))
     wcfg = WMPOConfig(grpo=cfg.grpo, iterations=cfg.rl_iterations, seed=cfg.seed)
     kcfg = replace(wcfg, kir_share=cfg.kir_share)
@@ -396,10 +397,12 @@ def run_task(
     # GRPO in the simulator with the same P episodes: both App. B settings, the better one is reported
     for setting, gcfg in sim_grpo_variants(cfg.grpo, cfg.budget).items():
         policy = fresh()
-        history, used = stage(f"grpo_sim_{setting}", lambda p=policy, g=gcfg: train_sim_grpo(p, task, g, cfg.budget))
+        history, used = stage(
+            f"grpo_sim_{setting}", partial(train_sim_grpo, policy, task, gcfg, cfg.budget, seed=SIM_GRPO_SEED)
+        )
         rl_history(f"grpo_sim_{setting}", history)
         wins, n = stage(
-            f"eval_grpo_sim_{setting}", lambda p=policy: evaluate(p, task, cfg.eval_episodes, cfg.eval_temperature)
+            f"eval_grpo_sim_{setting}", partial(evaluate, policy, task, cfg.eval_episodes, cfg.eval_temperature)
         )
         rec.emit(f"paper/{task}/grpo_sim_{setting}", "success", wins / n, "fraction", n=n, real_episodes=used)
         if "grpo_sim" not in outcomes or wins > outcomes["grpo_sim"][0]:
@@ -422,7 +425,7 @@ def run_task(
     evolved = load_artifact(run.dir / "wmpo_kir_policy")
 
     def pace_collect(p: Any, n: int) -> Any:
-        return collect(p, task, n, store, cfg.grpo.temperature, 20_000, "evolved")
+        return collect(p, task, n, store, cfg.grpo.temperature, COEVO_SEED, "evolved")
 
     def pace_refit(w: Any, r: Any) -> tuple[Any, Any]:
         return fit_models(run, cfg, (w, r), ("base", "evolved"), tag="evolved")
@@ -449,7 +452,7 @@ def run_task(
     for name in VARIANTS:
         if name not in outcomes:
             outcomes[name] = stage(
-                f"eval_{name}", lambda p=policies[name]: evaluate(p, task, cfg.eval_episodes, cfg.eval_temperature)
+                f"eval_{name}", partial(evaluate, policies[name], task, cfg.eval_episodes, cfg.eval_temperature)
             )
         wins, n = outcomes[name]
         rate, lo, hi = wilson(wins, n)
