@@ -5,9 +5,10 @@ A policy that needs to know its robot (action bounds, the simulator's raw state)
 ``attach(robot)``; the control loop calls it at the start of each episode, and after a swap.
 
 - ``ScriptedPolicy``: Meta-World's scripted expert with Gaussian action noise, on ``SimRobot`` only (it
-  reads the simulator's raw state). Chunks of K=1 by default: the expert is a closed-loop controller
-  and needs the state after each action; with K>1 the first action of each chunk is repeated K times,
-  which only a test of chunking wants.
+  reads the simulator's raw state). Chunks of K=1 by default (the expert is a closed-loop controller);
+  with K>1 the chunk is the expert's next K actions, found by running the simulator ahead and putting
+  it back (``SimRobot.lookahead``): MuJoCo is deterministic, so the chunk executed open-loop gives the
+  same episode as the closed-loop expert (with the same noise draws).
 - ``RandomPolicy``: uniform actions inside the robot's bounds, scaled by ``scale`` around their middle.
 - ``ReplayPolicy``: the actions of a recorded episode, in order; ``PolicyExhausted`` after the last.
 
@@ -68,8 +69,11 @@ class ScriptedPolicy:
     def act(self, obs: Observation, temperature: float = 0.0) -> ActionChunk:
         if self._expert is None:
             raise RuntimeError("ScriptedPolicy.act before attach(robot)")
-        action = self._expert.act(self._robot.raw_observation())
-        return ActionChunk(np.repeat(action[None], self.chunk_size, axis=0), policy_version=self.version)
+        if self.chunk_size == 1:
+            actions = self._expert.act(self._robot.raw_observation())[None]
+        else:
+            actions = self._robot.lookahead(self._expert.act, self.chunk_size)
+        return ActionChunk(actions, policy_version=self.version)
 
 
 class RandomPolicy:

@@ -32,6 +32,7 @@ How this departs from plain ``gym.make("Meta-World/MT1", ...)``:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -176,6 +177,32 @@ class MetaWorldArm:
     def raw_observation(self) -> np.ndarray:
         """Meta-World's observation vector, float64 ``[39]`` (for the scripted experts)."""
         return self._raw.copy()
+
+    def lookahead(self, act: Callable[[np.ndarray], np.ndarray], steps: int) -> np.ndarray:
+        """Run ``act`` (raw observation float64 ``[39]`` -> action ``[4]``) ``steps`` ticks ahead, physics only,
+        then put the simulator back exactly where it was. Returns the actions, float32 ``[steps, 4]``.
+
+        This is how a closed-loop controller (the scripted expert) produces an open-loop action chunk:
+        MuJoCo is deterministic, so executing the chunk reproduces the looked-ahead trajectory.
+        """
+        import mujoco
+
+        env = self._env
+        kind = mujoco.mjtState.mjSTATE_INTEGRATION  # qpos, qvel, act, warm start, ctrl, mocap: all that steps
+        saved = np.empty(mujoco.mj_stateSize(env.model, kind))
+        mujoco.mj_getState(env.model, env.data, saved, kind)
+        python_side = (env.curr_path_length, env._prev_obs, env._last_stable_obs)
+        raw, actions = self._raw, []
+        try:
+            for _ in range(steps):
+                action = np.clip(np.asarray(act(raw), dtype=np.float32).reshape(4), -1.0, 1.0)
+                actions.append(action)
+                raw = np.asarray(env.step(action)[0], dtype=np.float64)
+        finally:
+            mujoco.mj_setState(env.model, env.data, saved, kind)
+            mujoco.mj_forward(env.model, env.data)
+            env.curr_path_length, env._prev_obs, env._last_stable_obs = python_side
+        return np.stack(actions)
 
     def render(self) -> np.ndarray:
         """The camera's current frame, uint8 ``[H, W, 3]``, upright (world up is image up)."""

@@ -8,6 +8,7 @@ asks the control loop to pace it on the wall clock like a physical arm (for benc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -99,6 +100,10 @@ class SimRobot(Robot):
     def seed(self) -> int | None:
         """The seed of the current scene."""
         return self.arm.seed
+
+    def lookahead(self, act: Callable[[np.ndarray], np.ndarray], steps: int) -> np.ndarray:
+        """``sim.env.MetaWorldArm.lookahead``: a closed-loop controller's next ``steps`` actions, float32 ``[K, 4]``."""
+        return self.arm.lookahead(act, steps)
 
     def raw_observation(self) -> np.ndarray:
         """Meta-World's state vector float64 ``[39]``, for the scripted expert (``ScriptedPolicy``)."""
