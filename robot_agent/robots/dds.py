@@ -206,9 +206,17 @@ class TopicArm(Robot):
         return json.loads(msg.data) if msg is not None else {}
 
     def send_action(self, action: np.ndarray) -> None:
-        """Filter the joint targets through the hardware limits, publish, and wait for the next tick."""
+        """Filter the joint targets through the hardware limits, publish, and wait for the next tick.
+
+        The command sent is written back into ``action`` (when it is a writable float32 ``[N]`` array):
+        the loop hands its subscribers that same array, so the recorder stores what went on the wire,
+        the store's convention, also when the hardware envelope shortened the policy's target."""
         self.last_verdict = self.safety.filter(self.joint_positions(), action, 1.0 / self.config.fps)
-        self._command(self.last_verdict.command)
+        sent = self.last_verdict.command
+        writable = isinstance(action, np.ndarray) and action.dtype == np.float32 and action.flags.writeable
+        if writable and action.shape == sent.shape:
+            action[:] = sent
+        self._command(sent)
         self.steps += 1
         if self.on_step is not None:
             self.on_step(self.steps)

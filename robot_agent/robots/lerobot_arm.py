@@ -117,9 +117,13 @@ class LeRobotArm(Robot):
         return np.array([raw[k] for k in self.action_keys], dtype=np.float32)
 
     def send_action(self, action: np.ndarray) -> None:
+        """Filter (with ``limits``), send, keep the rate. Like ``TopicArm``, the command sent is written back
+        into a writable float32 ``action`` so the recorder stores what the motors were told."""
         target = np.asarray(action, dtype=np.float32)
         if self.safety is not None:
             target = self.safety.filter(self._positions(), target, 1.0 / self.fps).command
+            if isinstance(action, np.ndarray) and action.dtype == np.float32 and action.flags.writeable:
+                action[:] = target
         self._robot.send_action({k: float(v) for k, v in zip(self.action_keys, target, strict=True)})
         self._next_tick = max(self._next_tick + 1.0 / self.fps, time.monotonic())
         time.sleep(max(0.0, self._next_tick - time.monotonic()))

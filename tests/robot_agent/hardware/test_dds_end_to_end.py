@@ -81,3 +81,27 @@ def test_episodes_against_the_fake_driver_are_recorded(tmp_path: Path) -> None:
 
     # The driver received every command (homing adds its own).
     assert status["commands"] >= steps and status["rejected"] == 0
+
+
+def test_the_store_holds_what_went_on_the_wire(tmp_path: Path) -> None:
+    """A random policy asks for jumps the hardware envelope cuts; the recorded actions are the cut ones:
+    inside the joint limits and within one tick of motion of the action before."""
+    from robot_agent.policies import RandomPolicy
+
+    driver = start_driver()
+    try:
+        store = EpisodeStore(tmp_path / "store")
+        robot = make_robot("dds", domain_id=driver.domain_id)
+        with robot:
+            writer = store.create(robot.spec, task="random", instruction="move", robot_id="fake-arm-0")
+            result = run_episode(robot, PolicySlot(RandomPolicy(seed=3), "random"), max_steps=12, writer=writer)
+            counts = dict(robot.safety.counts)
+    finally:
+        driver.stop()
+    assert result.steps == 12 and counts["velocity"] > 0  # the policy did ask for too much
+    actions = store.open(result.episode_id).actions()
+    limits = robot.safety.limits
+    assert np.all(actions >= np.array(limits.position_min) - 1e-6)
+    assert np.all(actions <= np.array(limits.position_max) + 1e-6)
+    step = np.array(limits.max_velocity) / robot.spec.fps
+    assert np.all(np.abs(np.diff(actions, axis=0)) <= step + 1e-5)
