@@ -57,7 +57,10 @@ function renderPolicies(policies) {
   fill("policies", policies.map((p) => {
     const metrics = Object.entries(p.metrics || {}).map(([k, v]) => `${k}=${typeof v === "number" ? v.toFixed(3) : v}`).join(", ");
     const button = el("button", { "data-version": p.version, class: "rollout" }, "Roll out");
-    button.addEventListener("click", () => act("/rollouts", { version: p.version }, `rolled out ${p.version}`));
+    button.addEventListener("click", () => {
+      const canary = Math.max(0, parseInt(document.getElementById("canary").value, 10) || 0);
+      act("/rollouts", { version: p.version, canary }, canary ? `canary of ${p.version} on ${canary} robot(s)` : `rolled out ${p.version}`);
+    });
     return el("tr", {}, el("td", {}, el("code", {}, p.version)), el("td", {}, new Date(p.created_at).toLocaleString()),
       el("td", {}, p.created_by), el("td", {}, el("code", {}, p.parent || "—")), el("td", {}, metrics || "—"),
       el("td", { class: "admin" }, button));

@@ -102,8 +102,17 @@ def test_dashboard_shows_the_fleet_and_rolls_back_on_click(
             shot = tmp_path / "dashboard.png"
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000
+
+            page.click(f"button.rollout[data-version='{v2}']")  # and a rollout, all at once, by click
+            page.wait_for_function(
+                "v => [...document.querySelectorAll('#robots tbody tr td:nth-child(3)')]"
+                ".every(td => td.textContent === v)",
+                arg=v2,
+            )
         finally:
             browser.close()
     with server.client(server.viewer) as viewer:
-        assert {viewer.get(f"/robots/{r}/desired").json()["version"] for r in ("arm-1", "arm-2")} == {v1}
-        assert viewer.get("/rollouts").json()[0]["status"] == "rolled_back"
+        assert {viewer.get(f"/robots/{r}/desired").json()["version"] for r in ("arm-1", "arm-2")} == {v2}
+        assert [r["status"] for r in viewer.get("/rollouts").json()] == ["complete", "rolled_back", "complete"]
+        clicks = viewer.get("/audit", params={"action": ["rollback", "rollout"]}).json()[:2]
+        assert [(e["action"], e["actor"]) for e in clicks] == [("rollout", "test-admin"), ("rollback", "test-admin")]

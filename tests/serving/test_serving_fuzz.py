@@ -35,7 +35,7 @@ def test_no_server_errors(fuzz_server: Server) -> None:
 
         @given(case=operation.as_strategy())
         @settings(
-            max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None
+            max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None
         )
         def no_5xx(case: schemathesis.Case) -> None:
             response = case.call(headers=headers, timeout=20)

@@ -37,6 +37,7 @@ def _wait_for_version(policy: RemotePolicy, obs: Observation, version: str, time
     raise AssertionError(f"still serving {policy.version}, not {version}, after {timeout_s} s")
 
 
+@pytest.mark.slow  # ~20 s: the server imports torch and loads four versions
 def test_remote_policy_hot_swaps_and_refuses_nan(server: Server, artifacts: dict[str, Path]) -> None:
     with server.client(server.admin) as admin, server.client(server.operator) as op:
         v1, v2, nan = (upload(admin, artifacts[k]).json()["policy"]["version"] for k in ("v1", "v2", "nan"))

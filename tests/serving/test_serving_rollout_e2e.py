@@ -15,7 +15,7 @@ import httpx
 import pytest
 from serving_helpers import SIM_SPEC, Server, restart, start_agent, start_server, upload, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # ~50 s on 2 busy cores: two processes, three refusals, two canaries, an outage
 
 
 def _robot(c: httpx.Client, robot_id: str) -> dict[str, Any]:
