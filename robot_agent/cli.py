@@ -83,7 +83,7 @@ def run(
     from robot_agent.loop import EpisodeInterrupted, EpisodeResult, Runtime
     from robot_agent.policies import load_policy
     from robot_agent.recorder import Recorder
-    from robot_agent.robots.base import MissingDependency, make_robot
+    from robot_agent.robots.base import MissingDependency, Robot, make_robot
     from robot_agent.safety import SafetyConfig
     from robot_agent.slot import PolicySlot
 
@@ -137,7 +137,7 @@ def run(
     try:
         robot.connect()
         runtime = Runtime(robot, slot, safety=safety_config, stop_event=stop)
-        can_tell = robot_name == "sim"
+        can_tell = type(robot).success is not Robot.success  # the backend says whether the task is done
         mode = (LabelMode.sim if can_tell else LabelMode.ask) if label is LabelMode.auto else label
         with progress:
             episodes_bar = progress.add_task("episodes", total=episodes, note="")

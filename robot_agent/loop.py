@@ -70,6 +70,17 @@ class EpisodeResult:
     step_latency_s: tuple[float, ...] = ()  # per tick: observe → chunk → filter → send → record
 
 
+@dataclass
+class _Tally:
+    """What one episode has done so far."""
+
+    steps: int = 0
+    versions: list[str] = field(default_factory=list)
+    succeeded: bool = False
+    events: Counter[str] = field(default_factory=Counter)
+    latency: list[float] = field(default_factory=list)
+
+
 class Subscriber(Protocol):
     def on_episode_start(self, obs: Observation) -> None: ...
 
@@ -143,24 +154,24 @@ class Runtime:
         max_steps = int(max_steps or getattr(robot, "max_steps", None) or DEFAULT_MAX_STEPS)
         clock = _Clock(robot.spec.fps, self.pace, self.stop_event)
         episode_id = next((s.episode_id for s in subs if isinstance(s, Recorder)), None)
-        state: dict[str, Any] = {"steps": 0, "versions": [], "succeeded": False, "events": Counter(), "lat": []}
+        tally = _Tally()
 
         def result(reason: str, status: Literal["complete", "aborted"] = "complete") -> EpisodeResult:
             try:
-                told = robot.success() if state["steps"] else None
+                told = robot.success() if tally.steps else None
             except Exception:  # the robot failed; what it said before still counts
                 told = None
-            success = None if told is None and not state["succeeded"] else bool(state["succeeded"])
+            success = None if told is None and not tally.succeeded else bool(tally.succeeded)
             return EpisodeResult(
                 success=success,
-                steps=state["steps"],
+                steps=tally.steps,
                 reason=reason,
                 episode_id=episode_id,
                 status=status,
-                versions=tuple(state["versions"]),
+                versions=tuple(tally.versions),
                 missed_deadlines=clock.missed,
-                safety_events=dict(state["events"]),
-                step_latency_s=tuple(state["lat"]),
+                safety_events=dict(tally.events),
+                step_latency_s=tuple(tally.latency),
             )
 
         def end(res: EpisodeResult) -> EpisodeResult:
@@ -173,7 +184,7 @@ class Runtime:
         safety.begin_episode()
         try:
             with self.slot.running():
-                outcome = self._ticks(robot, safety, clock, subs, max_steps, seed, state)
+                outcome = self._ticks(robot, safety, clock, subs, max_steps, seed, tally)
         except KeyboardInterrupt:
             _hold(robot)
             raise EpisodeInterrupted(end(result("operator interrupt", "aborted"))) from None
@@ -190,7 +201,7 @@ class Runtime:
         subs: list[Subscriber],
         max_steps: int,
         seed: int | None,
-        state: dict[str, Any],
+        tally: _Tally,
     ) -> tuple[str, Literal["complete", "aborted"]]:
         obs = robot.home(seed)
         for s in subs:
@@ -200,7 +211,7 @@ class Runtime:
         version = ""
         chunk = np.zeros((0, robot.spec.action_dim), dtype=np.float32)
         k, issued_at = 0, 0.0
-        while state["steps"] < max_steps:
+        while tally.steps < max_steps:
             started = time.perf_counter()
             if self.stop_event.is_set():
                 _hold(robot)
@@ -212,7 +223,7 @@ class Runtime:
                     if hasattr(policy, "attach"):
                         policy.attach(robot)
                     policy.reset()
-                    state["versions"].append(version)
+                    tally.versions.append(version)
                 issued_at = clock.now()
                 try:
                     chunk = np.asarray(policy.act(obs, temperature=self.temperature).actions, dtype=np.float32)
@@ -231,18 +242,18 @@ class Runtime:
                 _hold(robot)
                 return verdict.stop, "aborted"
             robot.send_action(verdict.action)
-            info = StepInfo(step=state["steps"], version=version, events=verdict.events, chunk_index=k - 1)
+            info = StepInfo(step=tally.steps, version=version, events=verdict.events, chunk_index=k - 1)
             for s in subs:
                 s.on_step(obs, verdict.action, info)
-            state["steps"] += 1
-            state["events"].update(verdict.events)
+            tally.steps += 1
+            tally.events.update(verdict.events)
             obs = robot.observe()
             if robot.success():
-                state["succeeded"] = True
+                tally.succeeded = True
                 if self.stop_on_success:
-                    state["lat"].append(time.perf_counter() - started)
+                    tally.latency.append(time.perf_counter() - started)
                     return "success", "complete"
-            state["lat"].append(time.perf_counter() - started)
+            tally.latency.append(time.perf_counter() - started)
             clock.tick()
         return "max steps", "complete"
 
