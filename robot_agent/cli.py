@@ -123,7 +123,8 @@ def run(
         stop.set()  # the loop ends the episode at the next tick; a second Ctrl-C raises at once
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    previous_handler = signal.signal(signal.SIGINT, on_sigint)
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only there can signals be caught
+    previous_handler = signal.signal(signal.SIGINT, on_sigint) if in_main_thread else None
     results: list[tuple[int, EpisodeResult]] = []
     progress = Progress(
         SpinnerColumn(),
@@ -173,7 +174,8 @@ def run(
                 if result.reason == "operator interrupt":
                     break
     finally:
-        signal.signal(signal.SIGINT, previous_handler)
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous_handler)
         robot.disconnect()
     _summary(store, store_dir, results)
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -44,3 +48,27 @@ def test_user_mistakes_are_one_line_errors(store_dir: Path) -> None:
     assert bad_robot.exit_code != 0 and "unknown robot" in bad_robot.output
     for r in (bad_task, bad_policy, bad_robot):
         assert "Traceback" not in r.output
+
+
+def test_ctrl_c_ends_the_run_cleanly_and_keeps_the_episode(store_dir: Path) -> None:
+    """A real SIGINT to a real `flywheel robot run` process, once it is recording."""
+    args = ["--task", "drawer-close", "--episodes", "5", "--max-steps", "100000", "--policy", "random"]
+    cmd = [sys.executable, "-m", "flywheel.cli", "robot", "run", *args, "--store", str(store_dir), "--buffer-s", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            infos = EpisodeStore(store_dir, recover=False).episodes() if store_dir.exists() else []
+            if infos and infos[0].length >= 3:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output and "operator interrupt" in output
+    [info] = EpisodeStore(store_dir).episodes()  # the run stopped: no second episode
+    assert info.status == "aborted" and info.reason == "operator interrupt" and info.length >= 3
+    assert len(EpisodeStore(store_dir).open(info.episode_id).actions()) == info.length
