@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from service_helpers import Worker, make_policy_artifact, record_episodes, service_env
+from service_helpers import Worker, make_policy_artifact, make_settings, record_episodes, service_env
 
 from tests.conftest import need
 from trainer.service.settings import ServiceSettings
@@ -25,11 +25,6 @@ def policy_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def episodes(tmp_path: Path) -> list[str]:
     return record_episodes(tmp_path / "data" / "episodes", 4)
-
-
-def make_settings(tmp_path: Path, **fields: object) -> ServiceSettings:
-    base: dict[str, object] = {"data_dir": tmp_path / "data", "stage_table": "cycle_stages:STAGES", "stage_lease_s": 4}
-    return ServiceSettings(**{**base, **fields})  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -137,6 +137,48 @@ def submit(env: dict[str, str], *args: str) -> str:
     return match.group(1)
 
 
+def make_settings(tmp_path: Path, **fields: object) -> ServiceSettings:
+    """Settings on a data dir under ``tmp_path``, with the machinery-test stage table (``cycle_stages.py``)."""
+    base: dict[str, object] = {"data_dir": tmp_path / "data", "stage_table": "cycle_stages:STAGES", "stage_lease_s": 4}
+    return ServiceSettings(**{**base, **fields})  # type: ignore[arg-type]
+
+
+def registered(settings: ServiceSettings) -> list[tuple[str, str | None, dict[str, float]]]:
+    """(version, training run, metrics) of every policy in the settings' registry."""
+    from data_store.registry import Registry, policies
+
+    reg = Registry(settings.registry_db, settings.registry_artifacts_dir)
+    try:
+        with reg.session() as s:
+            return [(p.version, p.training_run, dict(p.metrics)) for p in policies.list_policies(s)]
+    finally:
+        reg.close()
+
+
+def stage(settings: ServiceSettings, run_id: str, name: str) -> dict[str, Any]:
+    from trainer.service.progress import run_status
+
+    return next(p for p in run_status(run_id, settings)["progress"] if p["stage"] == name)
+
+
+def finished(settings: ServiceSettings, run_id: str, timeout_s: float) -> dict[str, Any]:
+    from trainer.service.progress import run_status
+
+    def done() -> dict[str, Any] | None:
+        record = run_status(run_id, settings)
+        return record if record["state"] in ("succeeded", "failed") else None
+
+    return wait_for(done, timeout_s, f"run {run_id} to end")
+
+
+def write_config(settings: ServiceSettings, policy: str, **stages: dict[str, Any]) -> str:
+    """A JSON CycleConfig with stage options, for ``flywheel train cycle --config``."""
+    path = settings.root / "cycle.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"policy": policy, "options": stages}))
+    return str(path)
+
+
 def wait_for(check: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

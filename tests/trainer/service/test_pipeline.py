@@ -6,25 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import make_settings
 from cycle_stages import executions
-from service_helpers import make_policy_artifact, record_episodes
+from service_helpers import make_policy_artifact, make_settings, record_episodes, registered
 
 from data_store.registry import FLEET, Registry, policies
 from trainer.service.pipeline import run_cycle_inline, run_stage, snapshot_step, start_run
 from trainer.service.progress import run_status
-from trainer.service.settings import ServiceSettings
 from trainer.service.stage import CycleConfig, StageError, StageUnavailable
 from trainer.service.stages import require, training_run_tag
-
-
-def registered(settings: ServiceSettings) -> list[tuple[str, str | None, dict[str, float]]]:
-    reg = Registry(settings.registry_db, settings.registry_artifacts_dir)
-    try:
-        with reg.session() as s:
-            return [(p.version, p.training_run, dict(p.metrics)) for p in policies.list_policies(s)]
-    finally:
-        reg.close()
 
 
 def test_a_cycle_registers_one_candidate_with_its_metrics(embedded, episodes, policy_dir) -> None:

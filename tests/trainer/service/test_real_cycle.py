@@ -10,9 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from service_helpers import record_episodes, service_env, submit, tiny_spec, wait_for
-from test_pipeline import registered
-from test_workers import finished, stage
+from service_helpers import finished, record_episodes, registered, service_env, stage, submit, tiny_spec, wait_for
 
 from tests.conftest import need
 from trainer.service.stages import training_run_tag

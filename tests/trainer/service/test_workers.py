@@ -3,35 +3,11 @@ a worker SIGKILLed mid-training and its run resumed by another, two workers shar
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from cycle_stages import executions
-from service_helpers import flywheel, service_env, submit, wait_for
-from test_pipeline import registered
+from service_helpers import finished, flywheel, registered, service_env, stage, submit, wait_for, write_config
 
-from trainer.service.progress import run_status
-from trainer.service.settings import ServiceSettings
 from trainer.service.stages import training_run_tag
-
-FINAL = ("succeeded", "failed")
-
-
-def finished(settings: ServiceSettings, run_id: str, timeout_s: float) -> dict:
-    return wait_for(
-        lambda: (r := run_status(run_id, settings))["state"] in FINAL and r, timeout_s, f"run {run_id} to end"
-    )
-
-
-def stage(settings: ServiceSettings, run_id: str, name: str) -> dict:
-    return next(p for p in run_status(run_id, settings)["progress"] if p["stage"] == name)
-
-
-def write_config(settings: ServiceSettings, policy: str, **stages: dict) -> str:
-    path = settings.root / "cycle.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"policy": policy, "options": stages}))
-    return str(path)
 
 
 def test_embedded_broker_runs_a_cycle_with_a_real_worker(embedded, episodes, policy_dir, workers) -> None:
