@@ -13,7 +13,7 @@ from robot_agent.loop import run_episode
 from robot_agent.robots.base import make_robot
 from robot_agent.slot import PolicySlot
 from robot_agent.transports.kinematic_arm import PlanarArm, ReachPolicy, joint_points, tool_position
-from tests.robot_agent.hardware.conftest import DriverProcess, start_driver
+from tests.robot_agent.hardware.conftest import LENIENT, DriverProcess, start_driver
 
 ARM = PlanarArm()
 
@@ -23,7 +23,7 @@ def test_episodes_against_the_fake_driver_are_recorded(tmp_path: Path) -> None:
     driver: DriverProcess = start_driver()
     try:
         store = EpisodeStore(tmp_path / "store")
-        robot = make_robot("dds", domain_id=driver.domain_id, instruction="touch the red block")
+        robot = make_robot("dds", domain_id=driver.domain_id, instruction="touch the red block", **LENIENT)
         slot = PolicySlot(ReachPolicy(), version="reach-v1")
         results = []
         with robot:
@@ -92,7 +92,7 @@ def test_the_store_holds_what_went_on_the_wire(tmp_path: Path) -> None:
     driver = start_driver()
     try:
         store = EpisodeStore(tmp_path / "store")
-        robot = make_robot("dds", domain_id=driver.domain_id)
+        robot = make_robot("dds", domain_id=driver.domain_id, **LENIENT)
         with robot:
             writer = store.create(robot.spec, task="random", instruction="move", robot_id="fake-arm-0")
             result = run_episode(robot, PolicySlot(RandomPolicy(seed=3), "random"), max_steps=12, writer=writer)

@@ -13,7 +13,7 @@ from robot_agent.robots.base import make_robot
 from robot_agent.robots.dds import RobotFault
 from robot_agent.transports import dds
 from robot_agent.transports.kinematic_arm import PlanarArm
-from tests.robot_agent.hardware.conftest import DriverProcess, start_driver
+from tests.robot_agent.hardware.conftest import LENIENT, DriverProcess, start_driver
 
 HOME = np.array(PlanarArm().home, dtype=np.float32)
 
@@ -28,7 +28,7 @@ def _settle(robot, seconds: float) -> np.ndarray:
 
 
 def test_observations_are_the_drivers_joints_and_pictures(driver: DriverProcess) -> None:
-    with make_robot("dds", domain_id=driver.domain_id, instruction="touch the block") as robot:
+    with make_robot("dds", domain_id=driver.domain_id, instruction="touch the block", **LENIENT) as robot:
         obs = robot.home()
         np.testing.assert_allclose(obs.state, HOME, atol=0.02)
         rgb, depth = obs.images["side"], obs.depth["side"]
@@ -47,7 +47,7 @@ def test_observations_are_the_drivers_joints_and_pictures(driver: DriverProcess)
 def test_driver_holds_when_commands_go_stale(driver: DriverProcess) -> None:
     """A far target sent once (as by an agent that then hangs): the driver moves for its command timeout
     (0.25 s at 1.5 rad/s, about 0.4 rad) and holds, well short of the target."""
-    with make_robot("dds", domain_id=driver.domain_id) as robot:
+    with make_robot("dds", domain_id=driver.domain_id, **LENIENT) as robot:
         robot.home()
         msgs = dds.messages()
         raw = robot.domain.publisher(robot.config.topics.trajectory_command, msgs.JointTrajectory)  # no safety filter
@@ -62,7 +62,7 @@ def test_driver_holds_when_commands_go_stale(driver: DriverProcess) -> None:
 
 
 def test_estop_latches_in_agent_and_driver(driver: DriverProcess) -> None:
-    with make_robot("dds", domain_id=driver.domain_id) as robot:
+    with make_robot("dds", domain_id=driver.domain_id, **LENIENT) as robot:
         robot.home()
         robot.estop("test")
         dds.wait_for(lambda: robot.driver_status().get("estop") is True, 10.0, "the driver to latch its e-stop")
@@ -90,7 +90,7 @@ def test_estop_latches_in_agent_and_driver(driver: DriverProcess) -> None:
 def test_array_commands_and_return_home_on_shutdown() -> None:
     d = start_driver("--command-kind", "array")
     try:
-        robot = make_robot("dds", preset="fake-arm-array", domain_id=d.domain_id)
+        robot = make_robot("dds", preset="fake-arm-array", domain_id=d.domain_id, **LENIENT)
         robot.connect()
         robot.home()
         for _ in range(8):
@@ -112,11 +112,11 @@ def test_array_commands_and_return_home_on_shutdown() -> None:
 
 def test_a_dead_driver_is_a_fault_not_a_frozen_picture() -> None:
     d = start_driver()
-    robot = make_robot("dds", domain_id=d.domain_id, state_timeout_s=1.0)
+    robot = make_robot("dds", domain_id=d.domain_id, **LENIENT)
     robot.connect()
     robot.observe()
     assert d.stop() == 0  # SIGTERM: the driver exits cleanly
-    time.sleep(1.5)
+    time.sleep(LENIENT["state_timeout_s"] + 0.5)
     with pytest.raises(RobotFault, match="joint states"):
         robot.observe()
     robot.disconnect()  # cannot home a dead driver; still releases the domain
