@@ -84,7 +84,8 @@ def main() -> None:
     p.add_argument("--worker", nargs=3, metavar=("URL", "TOKEN", "VERSION"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:  # the load process: results as one JSON object on stdout
-        out = asyncio.run(load(*args.worker, args.seconds, args.concurrency))
+        url, token, version = args.worker
+        out = asyncio.run(load(url, token, version, args.seconds, args.concurrency))
         print(json.dumps(out))
         return
 

@@ -22,7 +22,7 @@ from data_store.registry.errors import Conflict, Invalid, NotFound
 from data_store.registry.models import FLEET, Alias, PolicyVersion, robot_scope
 
 PRODUCTION = "production"
-Verify = Callable[[Path], None]  # raises with a reason when an artifact folder is not sound
+Verify = Callable[[Path], object]  # raises with a reason when an artifact folder is not sound
 
 
 def register_policy(

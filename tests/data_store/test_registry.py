@@ -128,7 +128,8 @@ def test_aliases_per_robot_and_fleet(reg: Registry, tmp_path: Path) -> None:
         policies.set_alias(s, robot_scope("r1"), "production", v2, by="alice")
         assert policies.desired_version(s, "r1") == v2
         assert policies.resolve(s, "candidate").version == v2
-        assert policies.get_alias(s, robot_scope("r1"), "production").previous == v1  # inherited from the fleet  # type: ignore[union-attr]
+        own = policies.get_alias(s, robot_scope("r1"), "production")
+        assert own is not None and own.previous == v1  # inherited from the fleet
         with pytest.raises(NotFound):
             policies.set_alias(s, FLEET, "production", "vla-nope", by="alice")
 

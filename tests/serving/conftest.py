@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serving_helpers import Server, make_artifact, start_server
+
+from tests.serving.serving_helpers import Server, make_artifact, start_server
 
 
 @pytest.fixture(scope="session")

@@ -13,12 +13,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 from data_store.registry import Registry, tokens
 from data_store.schema import RobotSpec
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 SIM_SPEC = RobotSpec(
     action_dim=4, state_dim=4, action_low=(-1.0,) * 4, action_high=(1.0,) * 4, cameras={"corner": (64, 64)}
@@ -181,7 +183,7 @@ def start_agent(
     return subprocess.Popen(args, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT)
 
 
-def wait_until(what: str, predicate: Callable[[], object], timeout_s: float = 60.0, every_s: float = 0.1) -> object:
+def wait_until(what: str, predicate: Callable[[], T | None], timeout_s: float = 60.0, every_s: float = 0.1) -> T:
     """Poll ``predicate`` until it returns something truthy; fail naming ``what`` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serving_helpers import SIM_SPEC, Server, upload
 
+from tests.serving.serving_helpers import SIM_SPEC, Server, upload
 from vla.manifest import read_manifest
 
 
@@ -112,8 +112,8 @@ def test_rollout_canary_rollback_over_rest(server: Server, artifacts: dict[str, 
         v1 = upload(admin, artifacts["v1"]).json()["policy"]["version"]
         v2 = upload(admin, artifacts["v2"]).json()["policy"]["version"]
         robots = ["c1", "c2", "c3"]
-        for r in robots:
-            _robot(op, r)
+        for robot in robots:
+            _robot(op, robot)
         r = admin.post("/rollouts", json={"version": v1, "robots": robots})
         assert r.status_code == 201 and r.json()["status"] == "complete"
         for _ in range(3):
@@ -122,16 +122,16 @@ def test_rollout_canary_rollback_over_rest(server: Server, artifacts: dict[str, 
         rollout = r.json()
         assert rollout["status"] == "canary" and rollout["canary"] == ["c1"]
         assert rollout["threshold"] == pytest.approx(0.9)
-        desired = [op.post(f"/robots/{r}/heartbeat", json={}).json()["version"] for r in robots]
+        desired = [op.post(f"/robots/{rb}/heartbeat", json={}).json()["version"] for rb in robots]
         assert desired == [v2, v1, v1]
         for ok in (True, True, True):
             _episode(op, "c1", v2, ok)
         got = admin.get(f"/rollouts/{rollout['id']}").json()
         assert got["status"] == "complete" and got["canary_episodes"] == 3, got
-        assert [op.get(f"/robots/{r}/desired").json()["version"] for r in robots] == [v2, v2, v2]
+        assert [op.get(f"/robots/{rb}/desired").json()["version"] for rb in robots] == [v2, v2, v2]
         r = admin.post("/rollback", json={"robots": robots})
         assert r.status_code == 200 and set(r.json()["moved"].values()) == {v1}
-        assert [op.get(f"/robots/{r}/desired").json()["version"] for r in robots] == [v1, v1, v1]
+        assert [op.get(f"/robots/{rb}/desired").json()["version"] for rb in robots] == [v1, v1, v1]
         audit = admin.get("/audit", params={"action": ["rollback", "rollout"]}).json()
         assert [(e["action"], e["actor"]) for e in audit[:3]] == [
             ("rollback", "test-admin"),

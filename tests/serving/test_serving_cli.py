@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from serving_helpers import SIM_SPEC, Server
 from typer.testing import CliRunner
 
 from data_store.registry import Registry, tokens
 from flywheel.cli import app
+from tests.serving.serving_helpers import SIM_SPEC, Server
 
 
 def test_token_create_list_revoke(tmp_path: Path) -> None:

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from serving_helpers import SIM_SPEC, Server, start_server, upload
 
 from tests.conftest import need
+from tests.serving.serving_helpers import SIM_SPEC, Server, start_server, upload
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from serving_helpers import SIM_SPEC, Server, upload
 
 from data_store.schema import Observation
 from robot_agent.remote import RemoteError, RemotePolicy, decode_array, encode_array, pack, unpack
+from tests.serving.serving_helpers import SIM_SPEC, Server, upload
 
 
 def test_codec_round_trips_arrays_without_pickle() -> None:
@@ -52,7 +53,7 @@ def test_remote_policy_hot_swaps_and_refuses_nan(server: Server, artifacts: dict
             _wait_for_version(policy, obs, v2)
             admin.post("/rollouts", json={"version": nan, "robots": ["gpu-less"]})
             deadline = time.monotonic() + 60
-            refused: list[dict[str, object]] = []
+            refused: list[dict[str, Any]] = []
             while not refused and time.monotonic() < deadline:
                 assert policy.act(obs).policy_version == v2  # the old version keeps serving
                 refused = admin.get("/audit", params={"robot_id": "gpu-less", "action": "swap_refused"}).json()

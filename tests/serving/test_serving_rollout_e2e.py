@@ -13,7 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
-from serving_helpers import SIM_SPEC, Server, restart, start_agent, start_server, upload, wait_until
+
+from tests.serving.serving_helpers import SIM_SPEC, Server, restart, start_agent, start_server, upload, wait_until
 
 pytestmark = pytest.mark.slow  # ~50 s on 2 busy cores: two processes, three refusals, two canaries, an outage
 
@@ -24,7 +25,9 @@ def _robot(c: httpx.Client, robot_id: str) -> dict[str, Any]:
 
 
 def _episodes(c: httpx.Client, robot_id: str, version: str | None = None) -> list[dict[str, Any]]:
-    params = {"robot_id": robot_id, "limit": 5000, **({"policy_version": version} if version else {})}
+    params: dict[str, Any] = {"robot_id": robot_id, "limit": 5000}
+    if version:
+        params["policy_version"] = version
     out: list[dict[str, Any]] = c.get("/episodes", params=params).json()
     return out
 
@@ -94,12 +97,15 @@ def _drive(server: Server, admin: httpx.Client, agent: subprocess.Popen[bytes], 
     for key, reason in expected.items():
         before = len(_episodes(admin, "sim-a", v["v1"]))
         admin.post("/rollouts", json={"version": v[key], "robots": ["sim-a"]})
-        refused = wait_until(
-            f"{key} refused",
-            lambda key=key: [e for e in _events(admin, "sim-a", "swap_refused") if e["version"] == v[key]],
-        )
-        assert reason in refused[0]["detail"]["reason"], refused[0]  # type: ignore[index]
-        wait_until("more episodes under v1", lambda before=before: len(_episodes(admin, "sim-a", v["v1"])) > before)
+
+        def refusals(version: str = v[key]) -> list[dict[str, Any]]:
+            return [e for e in _events(admin, "sim-a", "swap_refused") if e["version"] == version]
+
+        def more_episodes(n: int = before) -> bool:
+            return len(_episodes(admin, "sim-a", v["v1"])) > n
+
+        assert reason in wait_until(f"{key} refused", refusals)[0]["detail"]["reason"]
+        wait_until("more episodes under v1", more_episodes)
         robot = _robot(admin, "sim-a")
         assert robot["running_version"] == v["v1"] and robot["desired_version"] == v[key]
         admin.post("/rollback", json={"robots": ["sim-a"], "to": v["v1"]})
@@ -121,16 +127,17 @@ def _drive(server: Server, admin: httpx.Client, agent: subprocess.Popen[bytes], 
     body = {"version": v["v4"], "robots": ["sim-a", "sim-b"], "canary": 1, "min_episodes": 2, "min_success_rate": 1.0}
     rollout = admin.post("/rollouts", json=body).json()
     wait_until("sim-a running v4", lambda: _running(admin, "sim-a", v["v4"]))
-    halted = wait_until(
-        "the canary to fail",
-        lambda: (r := admin.get(f"/rollouts/{rollout['id']}").json())["status"] == "halted" and r,
-    )
-    assert "canary failed: 0/" in halted["reason"]  # type: ignore[index]
+
+    def halted() -> dict[str, Any] | None:
+        got: dict[str, Any] = admin.get(f"/rollouts/{rollout['id']}").json()
+        return got if got["status"] == "halted" else None
+
+    assert "canary failed: 0/" in wait_until("the canary to fail", halted)["reason"]
     wait_until("sim-a back on v2", lambda: _running(admin, "sim-a", v["v2"]))
     assert admin.get("/robots/sim-b/desired").json()["version"] == v["v2"]
 
     # 7. The server goes down: the robot keeps running v2; its episode reports reach the index later.
-    before = {e["episode_id"] for e in _episodes(admin, "sim-a")}
+    seen = {e["episode_id"] for e in _episodes(admin, "sim-a")}
     server.stop()
     down_at = datetime.now(UTC)
     time.sleep(3.0)
@@ -139,9 +146,9 @@ def _drive(server: Server, admin: httpx.Client, agent: subprocess.Popen[bytes], 
     up_at = datetime.now(UTC)
 
     def during_outage() -> list[dict[str, Any]]:
-        new = [e for e in _episodes(admin, "sim-a") if e["episode_id"] not in before]
+        new = [e for e in _episodes(admin, "sim-a") if e["episode_id"] not in seen]
         return [e for e in new if down_at <= datetime.fromisoformat(e["ended_at"]) <= up_at]
 
     missed = wait_until("episodes ended during the outage in the index", during_outage)
-    assert {e["policy_version"] for e in missed} == {v["v2"]}  # type: ignore[union-attr]
+    assert {e["policy_version"] for e in missed} == {v["v2"]}
     assert _running(admin, "sim-a", v["v2"])
