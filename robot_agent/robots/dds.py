@@ -21,10 +21,12 @@ simulator's step, so the same loop drives sim and hardware.
 from __future__ import annotations
 
 import json
+import os
 import time
 from abc import abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -73,11 +75,50 @@ def resolve_limits(spec: str) -> HardwareLimits:
     return LIMIT_PRESETS[spec]() if spec in LIMIT_PRESETS else load_limits(spec)
 
 
-def make_config(preset: str = "fake-arm", config: TopicArmConfig | None = None, **overrides: Any) -> TopicArmConfig:
+CONFIG_ENV = (
+    "FLYWHEEL_ARM_CONFIG"  # a YAML file for ``load_arm_config`` (so ``flywheel robot run --robot dds`` can use it)
+)
+
+
+def load_arm_config(path: str | Path) -> TopicArmConfig:
+    """A ``TopicArmConfig`` from YAML: its field names (``topics`` a mapping of ``ArmTopics`` fields,
+    ``image_size`` a [H, W] pair, ``limits`` a preset name or a limits YAML relative to this file).
+    Unknown keys are errors, named."""
+    import yaml
+
+    path = Path(path)
+    data = yaml.safe_load(path.read_text()) or {}
+    known = {f.name for f in fields(TopicArmConfig)} - {"kinematics"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {unknown}; known: {sorted(known)}")
+    topics = data.pop("topics", {}) or {}
+    topic_names = {f.name for f in fields(ArmTopics)}
+    if set(topics) - topic_names:
+        raise ValueError(f"{path}: unknown topics {sorted(set(topics) - topic_names)}; known: {sorted(topic_names)}")
+    if "image_size" in data:
+        data["image_size"] = tuple(int(x) for x in data["image_size"])
+    if "joint_names" in data:
+        data["joint_names"] = tuple(str(j) for j in data["joint_names"])
+    limits = str(data.get("limits", "fake-arm"))
+    if limits not in LIMIT_PRESETS:
+        data["limits"] = str((path.parent / limits).resolve())
+    if data.get("command_kind", "trajectory") not in ros_mapping.COMMAND_KINDS:
+        raise ValueError(f"{path}: command_kind must be one of {ros_mapping.COMMAND_KINDS}")
+    return TopicArmConfig(topics=ArmTopics(**topics), **data)
+
+
+def make_config(preset: str | None = None, config: TopicArmConfig | None = None, **overrides: Any) -> TopicArmConfig:
+    """``config``, else the YAML named by $FLYWHEEL_ARM_CONFIG (when no preset is named), else the preset
+    (default ``fake-arm``); then ``overrides``."""
     if config is None:
-        if preset not in PRESETS:
-            raise ValueError(f"unknown arm preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
-        config = PRESETS[preset]
+        if preset is None and os.environ.get(CONFIG_ENV):
+            config = load_arm_config(os.environ[CONFIG_ENV])
+        else:
+            preset = preset or "fake-arm"
+            if preset not in PRESETS:
+                raise ValueError(f"unknown arm preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
+            config = PRESETS[preset]
     return replace(config, **overrides) if overrides else config
 
 
@@ -278,7 +319,12 @@ class DDSRobot(TopicArm):
     """``TopicArm`` over DDS with ROS 2 naming (``transports.dds``): no ROS 2 install needed."""
 
     def __init__(
-        self, preset: str = "fake-arm", *, instruction: str = "", config: TopicArmConfig | None = None, **overrides: Any
+        self,
+        preset: str | None = None,
+        *,
+        instruction: str = "",
+        config: TopicArmConfig | None = None,
+        **overrides: Any,
     ) -> None:
         super().__init__(make_config(preset, config, **overrides), instruction=instruction)
         self._domain: dds.RosDomain | None = None
