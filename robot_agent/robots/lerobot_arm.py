@@ -22,7 +22,9 @@ lerobot >= 0.5 needs Python >= 3.12 and is not installed by the project's test c
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,6 +50,30 @@ def make_lerobot_robot(robot_type: str, **config: Any) -> Any:
     return make_robot_from_config(config_cls(**config))
 
 
+CONFIG_ENV = "FLYWHEEL_LEROBOT_CONFIG"  # YAML for ``flywheel robot run --robot lerobot`` (see ``load_lerobot_config``)
+
+
+def load_lerobot_config(path: str | Path) -> dict[str, Any]:
+    """``LeRobotArm`` keyword arguments from YAML::
+
+    robot_type: so101_follower
+    fps: 30
+    limits: so101_limits.yaml        # relative to this file
+    config: {port: /dev/ttyACM0, id: my_arm}   # the lerobot robot config's fields
+    """
+    import yaml
+
+    path = Path(path)
+    data = yaml.safe_load(path.read_text()) or {}
+    unknown = sorted(set(data) - {"robot_type", "fps", "limits", "instruction", "config"})
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {unknown}; known: robot_type, fps, limits, instruction, config")
+    kwargs = {k: v for k, v in data.items() if k != "config"}
+    if "limits" in kwargs:
+        kwargs["limits"] = str((path.parent / str(kwargs["limits"])).resolve())
+    return {**kwargs, **(data.get("config") or {})}
+
+
 @register_robot("lerobot")
 class LeRobotArm(Robot):
     needs_pacing = False  # send_action keeps the rate itself
@@ -64,7 +90,14 @@ class LeRobotArm(Robot):
         **config: Any,
     ) -> None:
         """``config`` goes to the lerobot robot config (``port``, ``id``, ``cameras``, ...);
-        ``lerobot_robot`` passes a ready lerobot Robot instead; ``limits`` is a YAML path."""
+        ``lerobot_robot`` passes a ready lerobot Robot instead; ``limits`` is a YAML path. With neither,
+        $FLYWHEEL_LEROBOT_CONFIG names a YAML with all of them (``load_lerobot_config``)."""
+        if lerobot_robot is None and not config and os.environ.get(CONFIG_ENV):
+            loaded = load_lerobot_config(os.environ[CONFIG_ENV])
+            robot_type = loaded.pop("robot_type", robot_type)
+            fps, limits = float(loaded.pop("fps", fps)), loaded.pop("limits", limits)
+            instruction = loaded.pop("instruction", instruction)
+            config = loaded
         self._robot = lerobot_robot if lerobot_robot is not None else make_lerobot_robot(robot_type, **config)
         self.instruction = instruction
         self.fps = fps

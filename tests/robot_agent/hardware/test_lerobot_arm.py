@@ -78,3 +78,26 @@ def test_a_real_lerobot_config_builds() -> None:
     need(HAVE_LEROBOT, "lerobot (pip install 'lerobot[feetech]>=0.5', Python >= 3.12)", optional_in_ci=True)
     robot = make_robot("lerobot", robot_type="so101_follower", port="/dev/null", id="test")
     assert robot.spec.action_dim == 6
+
+
+def test_lerobot_config_from_yaml(tmp_path, monkeypatch) -> None:
+    from robot_agent.robots.lerobot_arm import CONFIG_ENV, load_lerobot_config
+
+    (tmp_path / "so101.yaml").write_text(
+        "robot_type: so101_follower\nfps: 15\nlimits: limits.yaml\nconfig: {port: /dev/ttyACM0, id: left}\n"
+    )
+    kwargs = load_lerobot_config(tmp_path / "so101.yaml")
+    assert kwargs == {
+        "robot_type": "so101_follower",
+        "fps": 15,
+        "limits": str(tmp_path / "limits.yaml"),
+        "port": "/dev/ttyACM0",
+        "id": "left",
+    }
+    (tmp_path / "bad.yaml").write_text("robot: so101\n")
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_lerobot_config(tmp_path / "bad.yaml")
+    if not HAVE_LEROBOT:  # the file is read, then the missing library is named
+        monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "so101.yaml"))
+        with pytest.raises(MissingDependency):
+            make_robot("lerobot")
