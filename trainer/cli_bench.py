@@ -40,7 +40,8 @@ def register(train: typer.Typer, bench: typer.Typer) -> None:
         out: Path = typer.Option(Path("bench_paper"), help="Folder for the store, models, results.jsonl, report.md."),
         eval_episodes: int | None = typer.Option(None, min=1, help="Seeded evaluation episodes per task and method."),
         iterations: int | None = typer.Option(None, min=1, help="GRPO updates per RL stage in imagination."),
-        quick: bool = typer.Option(False, "--quick", help="A tiny smoke configuration (one task, seconds)."),
+        quick: bool = typer.Option(False, "--quick", help="A tiny smoke configuration (one task, tiny models)."),
+        preset: str = typer.Option("default", help="Configuration: default | reduced | quick."),
     ) -> None:
         """WMPO's table on the simulated arm, from an empty store: Base, GRPO in the simulator, WMPO,
         WMPO + KIR, WMPO + KIR + co-evolution; success with 95% intervals, as JSON lines and report.md."""
@@ -48,7 +49,9 @@ def register(train: typer.Typer, bench: typer.Typer) -> None:
 
         from trainer.paper_bench import PRESETS, run_bench
 
-        cfg = PRESETS["quick" if quick else "default"]
+        if preset not in PRESETS:
+            raise typer.BadParameter(f"--preset: choose one of {', '.join(PRESETS)}")
+        cfg = PRESETS["quick" if quick else preset]
         overrides: dict[str, Any] = {
             "tasks": _tasks(tasks),
             "budget": budget,

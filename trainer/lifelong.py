@@ -59,10 +59,10 @@ def run_lifelong(cfg: LifelongConfig, out: Path, echo: Any = print) -> list[dict
     train_base(store, out / "base_policy", b)
     for task in b.tasks:
         info = resolve_task(task)
-        run = TaskRun(task, out / task, store, info.max_steps, info.camera)
+        run = TaskRun(task, out / task, store, b.max_steps or info.max_steps, info.camera)
         run.dir.mkdir(exist_ok=True)
         policy = load_artifact(out / "base_policy")  # a copy per task: RL changes it in place
-        wins, n = evaluate(policy, task, b.eval_episodes, b.eval_temperature)
+        wins, n = evaluate(policy, task, b.eval_episodes, b.eval_temperature, b.max_steps)
         rate, lo, hi = wilson(wins, n)
         rec.emit(f"lifelong/{task}/round0", "success_rate", rate, "fraction", ci95=[lo, hi], n=n, real_episodes=0)
         models: tuple[Any, Any] | None = None
@@ -73,12 +73,21 @@ def run_lifelong(cfg: LifelongConfig, out: Path, echo: Any = print) -> list[dict
             robot = "base" if r == 1 else f"round{r}"  # round 1's rollouts are the paper bench's P episodes
             have = len(store.episodes(task=task, robot_id=robot, status="complete"))
             if have < b.budget:
-                collect(policy, task, b.budget - have, store, b.grpo.temperature, first_seed(r) + have, robot)
+                collect(
+                    policy,
+                    task,
+                    b.budget - have,
+                    store,
+                    b.grpo.temperature,
+                    first_seed(r) + have,
+                    robot,
+                    max_steps=b.max_steps,
+                )
             robots = (*robots, robot)
             models = fit_models(run, b, models, robots, tag=f"round{r}")
             imagination = build_imagination(store, task, models[0], models[1], run.horizon, wcfg, run.camera, robots)
             history = wmpo(policy, imagination, wcfg)
-            wins, n = evaluate(policy, task, b.eval_episodes, b.eval_temperature)
+            wins, n = evaluate(policy, task, b.eval_episodes, b.eval_temperature, b.max_steps)
             rate, lo, hi = wilson(wins, n)
             rec.emit(
                 f"lifelong/{task}/round{r}",

@@ -73,6 +73,7 @@ class BenchConfig:
     world_model_steps: int | None = None  # None: the world-model trainer's default
     reward_model_preset: str = "small"  # trainer/reward_model PRESETS
     reward_model_steps: int | None = None
+    max_steps: int | None = None  # episode length cap (None: the task's own); a smoke run shortens it
     seed: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -83,6 +84,18 @@ class BenchConfig:
 
 PRESETS: dict[str, BenchConfig] = {
     "default": BenchConfig(),
+    # what a loaded 2-core machine finishes in about an hour: one task, P = 64, 50 evaluation episodes
+    "reduced": BenchConfig(
+        tasks=("drawer-close",),
+        budget=64,
+        eval_episodes=50,
+        grpo=replace(GRPO_PRESETS["cpu"], groups_per_batch=4),
+        rl_iterations=6,
+        coevo_extra=16,
+        coevo_iterations=3,
+        world_model_steps=800,
+        reward_model_steps=400,
+    ),
     # the test smoke: one task, a handful of everything
     "quick": BenchConfig(
         tasks=("drawer-close",),
@@ -96,6 +109,7 @@ PRESETS: dict[str, BenchConfig] = {
         kir_share=0.5,
         coevo_extra=4,
         coevo_iterations=1,
+        max_steps=24,
         world_model_preset="tiny",
         world_model_steps=5,
         reward_model_preset="tiny",
@@ -165,12 +179,20 @@ class TaskRun:
 
 
 def collect(
-    policy: Any, task: str, n: int, store: Any, temperature: float, first_seed: int, robot_id: str, lockstep: int = 8
+    policy: Any,
+    task: str,
+    n: int,
+    store: Any,
+    temperature: float,
+    first_seed: int,
+    robot_id: str,
+    lockstep: int = 8,
+    max_steps: int | None = None,
 ) -> tuple[int, int]:
     """n real (simulated) episodes of ``policy`` into ``store``, ``lockstep`` at a time. Returns (successes, n)."""
     from sim.env import MetaWorldArm
 
-    arms = [MetaWorldArm(task) for _ in range(min(lockstep, n))]
+    arms = [MetaWorldArm(task, max_steps=max_steps) for _ in range(min(lockstep, n))]
     wins = 0
     try:
         for start in range(0, n, len(arms)):
@@ -184,12 +206,14 @@ def collect(
     return wins, n
 
 
-def evaluate(policy: Any, task: str, episodes: int, temperature: float) -> tuple[int, int]:
+def evaluate(
+    policy: Any, task: str, episodes: int, temperature: float, max_steps: int | None = None
+) -> tuple[int, int]:
     """True success on the simulator over ``episodes`` seeded scenes (``trainer.evaluate.evaluate_policy``: the
     real robot-agent loop, seeds from ``EVAL_SEED``, disjoint from every training scene)."""
     from trainer.evaluate import evaluate_policy
 
-    result = evaluate_policy(policy, task, episodes, temperature=temperature, progress=False)
+    result = evaluate_policy(policy, task, episodes, temperature=temperature, max_steps=max_steps, progress=False)
     return result.successes, result.episodes
 
 
@@ -345,7 +369,7 @@ def run_task(
     from vla.artifact import load_artifact, save_artifact
 
     info = resolve_task(task)
-    run = TaskRun(task, out / task, store, info.max_steps, info.camera)
+    run = TaskRun(task, out / task, store, cfg.max_steps or info.max_steps, info.camera)
     run.dir.mkdir(exist_ok=True)
 
     def stage(name: str, fn: Callable[[], Any]) -> Any:
@@ -374,7 +398,16 @@ def run_task(
     if have < cfg.budget:
         stage(
             "collect",
-            lambda: collect(base, task, cfg.budget - have, store, cfg.grpo.temperature, P_SEED + have, "base"),
+            lambda: collect(
+                base,
+                task,
+                cfg.budget - have,
+                store,
+                cfg.grpo.temperature,
+                P_SEED + have,
+                "base",
+                max_steps=cfg.max_steps,
+            ),
         )
     wm, rm = stage("models", lambda: fit_models(run, cfg))
     wcfg = WMPOConfig(grpo=cfg.grpo, iterations=cfg.rl_iterations, seed=cfg.seed)
@@ -398,11 +431,13 @@ def run_task(
     for setting, gcfg in sim_grpo_variants(cfg.grpo, cfg.budget).items():
         policy = fresh()
         history, used = stage(
-            f"grpo_sim_{setting}", partial(train_sim_grpo, policy, task, gcfg, cfg.budget, seed=SIM_GRPO_SEED)
+            f"grpo_sim_{setting}",
+            partial(train_sim_grpo, policy, task, gcfg, cfg.budget, seed=SIM_GRPO_SEED, max_steps=cfg.max_steps),
         )
         rl_history(f"grpo_sim_{setting}", history)
         wins, n = stage(
-            f"eval_grpo_sim_{setting}", partial(evaluate, policy, task, cfg.eval_episodes, cfg.eval_temperature)
+            f"eval_grpo_sim_{setting}",
+            partial(evaluate, policy, task, cfg.eval_episodes, cfg.eval_temperature, cfg.max_steps),
         )
         rec.emit(f"paper/{task}/grpo_sim_{setting}", "success", wins / n, "fraction", n=n, real_episodes=used)
         if "grpo_sim" not in outcomes or wins > outcomes["grpo_sim"][0]:
@@ -425,7 +460,7 @@ def run_task(
     evolved = load_artifact(run.dir / "wmpo_kir_policy")
 
     def pace_collect(p: Any, n: int) -> Any:
-        return collect(p, task, n, store, cfg.grpo.temperature, COEVO_SEED, "evolved")
+        return collect(p, task, n, store, cfg.grpo.temperature, COEVO_SEED, "evolved", max_steps=cfg.max_steps)
 
     def pace_refit(w: Any, r: Any) -> tuple[Any, Any]:
         return fit_models(run, cfg, (w, r), ("base", "evolved"), tag="evolved")
@@ -452,7 +487,8 @@ def run_task(
     for name in VARIANTS:
         if name not in outcomes:
             outcomes[name] = stage(
-                f"eval_{name}", partial(evaluate, policies[name], task, cfg.eval_episodes, cfg.eval_temperature)
+                f"eval_{name}",
+                partial(evaluate, policies[name], task, cfg.eval_episodes, cfg.eval_temperature, cfg.max_steps),
             )
         wins, n = outcomes[name]
         rate, lo, hi = wilson(wins, n)

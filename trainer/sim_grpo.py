@@ -40,7 +40,9 @@ class SimGroupSampler:
     def __post_init__(self) -> None:
         from sim.env import MetaWorldArm
 
-        self.arms = [MetaWorldArm(self.task, seed=self.seed + i) for i in range(self.group_size)]
+        self.arms = [
+            MetaWorldArm(self.task, max_steps=self.max_steps, seed=self.seed + i) for i in range(self.group_size)
+        ]
         self.used = 0
         self.successes = 0
         self._scene = self.seed
@@ -162,13 +164,16 @@ def train_sim_grpo(
     seed: int = 10_000,
     store: Any = None,
     on_iteration: Any = None,
+    max_steps: int | None = None,
 ) -> tuple[list[dict[str, float]], int]:
     """GRPO in the simulator until ``budget`` real episodes are spent. Returns (history, episodes used).
 
     ``max_draws`` is 1 here: refilling a filtered batch costs real episodes, so it spends the budget
     faster instead of buying more signal (the refill is what WMPO's imagination makes free)."""
     cfg = replace(cfg, max_draws=1)
-    sampler = SimGroupSampler(policy, task, cfg.group_size, budget, cfg.temperature, seed=seed, store=store)
+    sampler = SimGroupSampler(
+        policy, task, cfg.group_size, budget, cfg.temperature, seed=seed, max_steps=max_steps, store=store
+    )
     history: list[dict[str, float]] = []
     optimizer = make_optimizer(policy, cfg)  # one AdamW across iterations
     try:
