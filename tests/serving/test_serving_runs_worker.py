@@ -1,0 +1,58 @@
+"""A training run started through the server reaches a real trainer worker process (Celery on the
+embedded SQLite broker) and its outcome comes back through ``GET /runs/{id}``: here the snapshot finds
+no policy artifact at the path given, so the run fails with the trainer's reason: the whole path,
+without minutes of training."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.serving.serving_helpers import ROOT, Server, server_env, start_server, wait_until
+
+pytestmark = pytest.mark.slow  # ~20 s: a server and a Celery worker process
+
+
+@pytest.fixture
+def server_and_worker(tmp_path: Path) -> Iterator[Server]:
+    pytest.importorskip("trainer.service.pipeline", reason="the trainer service (another package) is not here")
+    server = start_server(tmp_path / "data")
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "flywheel.cli", "worker", "--loglevel", "warning"],
+        env=server_env(tmp_path / "data"),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    try:
+        yield server
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        server.stop()
+
+
+def test_run_goes_through_the_worker_and_its_outcome_comes_back(server_and_worker: Server, tmp_path: Path) -> None:
+    server = server_and_worker
+    with server.client(server.operator) as op:
+        r = op.post("/runs", json={"policy": str(tmp_path / "no-policy"), "task": "drawer-close"})
+        assert r.status_code == 202, r.text
+        run = r.json()
+        assert run["external_id"] and run["status"] == "requested"
+
+        def finished() -> dict[str, Any] | None:
+            got: dict[str, Any] = op.get(f"/runs/{run['id']}").json()
+            return got if got["status"] in ("failed", "succeeded") else None
+
+        done = wait_until("the worker to finish the run", finished, timeout_s=90, every_s=0.5)
+    assert done["status"] == "failed", done
+    assert "no-policy" in done["reason"], done  # the worker's snapshot stage named the missing policy
