@@ -43,7 +43,6 @@ class ScriptedPolicy:
         self.version = "scripted"
         self._robot: Any = None
         self._expert: Any = None
-        self._episodes = 0
         if robot is not None:
             self.attach(robot)
 
@@ -61,10 +60,11 @@ class ScriptedPolicy:
         self._expert = ScriptedExpert(robot.task, noise=self.noise, seed=self.seed)
 
     def reset(self) -> None:
-        """New episode: the noise stream is re-seeded from (seed, episode count), so runs repeat."""
+        """New episode: the noise stream restarts from (policy seed, the robot's scene seed), so an episode
+        repeats exactly whatever ran before it."""
         if self._expert is not None:
-            self._expert.reset(self.seed * 100_003 + self._episodes)
-        self._episodes += 1
+            scene = self._robot.seed
+            self._expert.reset([self.seed, -1 if scene is None else int(scene)])
 
     def act(self, obs: Observation, temperature: float = 0.0) -> ActionChunk:
         if self._expert is None:

@@ -9,6 +9,7 @@ added to every component and the result clipped, so demonstrations cover small r
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -34,8 +35,10 @@ class ScriptedExpert:
         self.noise = float(noise)
         self._rng = np.random.default_rng(seed)
 
-    def reset(self, seed: int | None = None) -> None:
-        """Restart the noise stream (the Meta-World experts keep no state of their own)."""
+    def reset(self, seed: int | Sequence[int] | None = None) -> None:
+        """Restart the noise stream from ``seed`` (ints are mixed by ``np.random.SeedSequence``).
+
+        The Meta-World experts keep no state of their own, so this is all an episode start needs."""
         if seed is not None:
             self._rng = np.random.default_rng(seed)
 

@@ -178,3 +178,17 @@ def test_scripted_chunks_from_lookahead_replay_the_closed_loop_expert(sim_robot:
     np.testing.assert_array_equal(closed_loop.actions(), chunked.actions())
     np.testing.assert_array_equal(closed_loop.states(), chunked.states())  # the lookahead left no trace
     np.testing.assert_array_equal(closed_loop.images("corner4"), chunked.images("corner4"))
+
+
+def test_a_noisy_scripted_episode_repeats_whatever_ran_before(sim_robot: SimRobot, store_dir: Path) -> None:
+    store = EpisodeStore(store_dir)
+    slot = PolicySlot(ScriptedPolicy(noise=0.3, seed=1, robot=sim_robot), "scripted")
+    first, _ = _record(store, sim_robot, slot, max_steps=6, seed=9)
+    _record(store, sim_robot, slot, max_steps=6, seed=10)
+    again, _ = _record(store, sim_robot, slot, max_steps=6, seed=9)
+    other, _ = _record(
+        store, sim_robot, PolicySlot(ScriptedPolicy(noise=0.3, seed=2, robot=sim_robot), "s2"), max_steps=6, seed=9
+    )
+    a, b, c = (store.open(w.episode_id).actions() for w in (first, again, other))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)  # another policy seed, other noise
