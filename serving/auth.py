@@ -3,11 +3,15 @@
 Roles rank viewer < operator < admin (``data_store.registry.tokens``). A route declares the least role
 it needs with ``Viewer``, ``Operator`` or ``Admin`` (``Annotated[Caller, Depends(...)]``): no or an
 unknown token is 401, a token of a lesser role 403, both JSON with the reason. With ``FLYWHEEL_AUTH=false``
-every caller is an anonymous admin (a local demo on one machine).
+every caller is an anonymous admin (a local demo on one machine). A token's answer is cached for 5 s
+per server process, so a revocation takes effect within 5 s.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -27,14 +31,32 @@ class Caller:
     role: str
 
 
+_CACHE_S = 5.0  # a revoked token keeps working for at most this long in a running server
+_cache: dict[str, tuple[float, Caller | None]] = {}
+_cache_lock = threading.Lock()
+
+
 def authenticate(registry: Registry, token: str | None, *, auth: bool) -> Caller | None:
+    """The caller a token stands for (None: no such live token). Answers are cached for ``_CACHE_S``
+    per token: a robot heartbeating every second would otherwise add a query to every request."""
     if not auth:
         return Caller(name="anonymous", role="admin")
     if not token:
         return None
+    key = hashlib.sha256(f"{id(registry)}:{token}".encode()).hexdigest()
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cache.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
     with registry.session() as s:
         row = tokens.authenticate(s, token)
-        return Caller(name=row.name, role=row.role) if row else None
+        caller = Caller(name=row.name, role=row.role) if row else None
+    with _cache_lock:
+        if len(_cache) > 10_000:  # someone trying many tokens: forget rather than grow
+            _cache.clear()
+        _cache[key] = (now + _CACHE_S, caller)
+    return caller
 
 
 def require(role: str) -> Callable[..., Caller]:

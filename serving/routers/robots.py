@@ -3,14 +3,14 @@ and the audit log's "which version ran on robot R at time T"."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi import Path as Path_
 from sqlalchemy.orm import Session
 
-from data_store.registry import audit, fleet, policies
+from data_store.registry import Invalid, audit, fleet, policies
 from data_store.registry.db import utcnow
 from data_store.registry.models import Robot
 from data_store.schema import RobotSpec, SchemaError
@@ -42,8 +42,6 @@ def register_robot(registry: RegistryDep, settings: SettingsDep, caller: Operato
     try:
         RobotSpec.from_json(body.spec)
     except (SchemaError, KeyError, TypeError, ValueError) as e:
-        from data_store.registry import Invalid
-
         raise Invalid(f"spec: not a RobotSpec ({type(e).__name__}: {e})") from None
     with registry.session() as s:
         return robot_out(
@@ -101,9 +99,7 @@ def running_at(
 ) -> RunningAt:
     """Which version robot ``robot_id`` ran at time ``at`` (now when omitted), from its swap reports."""
     when = at or utcnow()
-    if when.tzinfo is None:
-        from datetime import UTC
-
+    if when.tzinfo is None:  # a time without an offset is UTC, as everywhere in the API
         when = when.replace(tzinfo=UTC)
     with registry.session() as s:
         fleet.get_robot(s, robot_id)
