@@ -42,6 +42,7 @@ class Server:
     operator: str
     viewer: str
     log: Path
+    env: dict[str, str]
 
     def client(self, token: str | None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -57,29 +58,31 @@ class Server:
 
 
 def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "FLYWHEEL_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT), **extra}
-    env.pop("FLYWHEEL_REGISTRY_URL", None)
-    return env
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_REGISTRY")}
+    return {**env, "FLYWHEEL_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT), **extra}
 
 
-def start_server(data_dir: Path, *, port: int | None = None, **env: str) -> Server:
+def start_server(data_dir: Path, *, registry_url: str = "", schema: str = "") -> Server:
     """Tokens are created in the registry first (as ``flywheel serve token create`` does), then the
-    server starts as its own process: ``python -m uvicorn serving.app:create_app --factory``."""
+    server starts as its own process: ``python -m uvicorn serving.app:create_app --factory``.
+    SQLite under ``data_dir`` unless ``registry_url`` (and ``schema``) name another database."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    registry = Registry(f"sqlite:///{data_dir / 'registry' / 'registry.db'}", data_dir / "registry" / "artifacts")
+    url = registry_url or f"sqlite:///{data_dir / 'registry' / 'registry.db'}"
+    registry = Registry(url, data_dir / "registry" / "artifacts", schema=schema or None)
     with registry.session() as s:
         made = {role: tokens.create_token(s, role, name=f"test-{role}")[0] for role in tokens.ROLES}
     registry.close()
-    port = port or free_port()
+    port = free_port()
+    env = {"FLYWHEEL_REGISTRY_URL": url, "FLYWHEEL_REGISTRY_SCHEMA": schema}
     server = Server(f"http://127.0.0.1:{port}", launch(data_dir, port, **env), data_dir, made["admin"],
-                    made["operator"], made["viewer"], data_dir / f"server-{port}.log")  # fmt: skip
+                    made["operator"], made["viewer"], data_dir / f"server-{port}.log", env)  # fmt: skip
     wait_healthy(server)
     return server
 
 
 def restart(server: Server) -> None:
     """Start the server again on its port and database (after ``stop``): tokens and state persist."""
-    server.proc = launch(server.data_dir, int(server.url.rsplit(":", 1)[1]))
+    server.proc = launch(server.data_dir, int(server.url.rsplit(":", 1)[1]), **server.env)
     wait_healthy(server)
 
 

@@ -25,7 +25,7 @@ def server_and_worker(tmp_path: Path) -> Iterator[Server]:
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
         [sys.executable, "-m", "flywheel.cli", "worker", "--loglevel", "warning"],
-        env=server_env(tmp_path / "data"),
+        env=server_env(tmp_path / "data", **server.env),
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
