@@ -97,7 +97,8 @@ class MetaWorldArm:
         env.set_task(_task_select_wrapper(self._gym_env).tasks[0])
         env.max_path_length = 10**9  # never let Meta-World raise at its 500-step horizon
         self._cam_id = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_CAMERA, self.camera)
-        view_fovy = fovy if fovy is not None else (self.task.fovy if camera is None else None)
+        # the task's field of view goes with the task's camera; another camera keeps its own
+        view_fovy = fovy if fovy is not None else (self.task.fovy if self.camera == self.task.camera else None)
         if view_fovy is not None:
             env.model.cam_fovy[self._cam_id] = float(view_fovy)
         self._renderer = _fast_renderer(env.model, height, width)
