@@ -507,51 +507,52 @@ def run_agent(
         robot.disconnect()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m robot_agent.sync --server URL --robot-id ID``: the simulated robot agent process
-    (the token comes from ``FLYWHEEL_TOKEN``); SIGTERM or Ctrl-C stops it after the current episode."""
-    import argparse
+def main() -> None:
+    """``python -m robot_agent.sync --server URL --robot-id ID``: the simulated robot agent process."""
     import os
     import signal
 
-    p = argparse.ArgumentParser(description=main.__doc__)
-    p.add_argument("--server", required=True)
-    p.add_argument("--robot-id", required=True)
-    p.add_argument("--task", default="drawer-close")
-    p.add_argument("--cache", type=Path, default=Path("flywheel_data/robot_cache"))
-    p.add_argument("--episodes", type=int, default=None)
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--poll-s", type=float, default=1.0)
-    p.add_argument("--boundary", choices=("chunk", "episode"), default="chunk")
-    p.add_argument("--realtime", action="store_true", help="pace the loop at the robot's fps (10 Hz)")
-    p.add_argument("--policy", default=None, help="start on this policy (scripted, random, a folder)")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    config = SyncConfig(
-        server=args.server,
-        robot_id=args.robot_id,
-        cache_dir=args.cache,
-        token=os.environ.get("FLYWHEEL_TOKEN"),
-        poll_s=args.poll_s,
-        boundary=args.boundary,
-    )
-    try:
-        n = run_agent(
-            config,
-            task=args.task,
-            episodes=args.episodes,
-            max_steps=args.max_steps,
-            realtime=args.realtime,
-            initial_policy=args.policy,
-            stop_event=stop,
+    import typer
+
+    def agent(
+        server: str = typer.Option(..., help="The control-plane server, http://host:port."),
+        robot_id: str = typer.Option(..., help="This robot's id in the registry."),
+        task: str = typer.Option("drawer-close", help="Meta-World task the simulated arm runs."),
+        cache: Path = typer.Option(Path("flywheel_data/robot_cache"), help="Where downloaded versions are kept."),
+        episodes: int | None = typer.Option(None, min=1, help="Stop after this many (default: run until SIGTERM)."),
+        max_steps: int | None = typer.Option(None, min=1, help="Steps per episode (default: the task's)."),
+        poll_s: float = typer.Option(1.0, min=0.05, help="Heartbeat / desired-version poll period."),
+        boundary: str = typer.Option("chunk", help="Swap at the next 'chunk' or 'episode' boundary."),
+        realtime: bool = typer.Option(False, help="Pace the loop at the robot's fps (10 Hz)."),
+        policy: str | None = typer.Option(None, help="Start on this policy (scripted, random, a folder)."),
+    ) -> None:
+        """A simulated robot agent kept in sync with the server (token from FLYWHEEL_TOKEN).
+        SIGTERM or Ctrl-C stops it after the current episode."""
+        if boundary not in ("chunk", "episode"):
+            raise typer.BadParameter("expected 'chunk' or 'episode'", param_hint="--boundary")
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        config = SyncConfig(
+            server=server,
+            robot_id=robot_id,
+            cache_dir=cache,
+            token=os.environ.get("FLYWHEEL_TOKEN"),
+            poll_s=poll_s,
+            boundary="episode" if boundary == "episode" else "chunk",
         )
-    except KeyboardInterrupt:
-        return 130
-    log.info("agent stopped after %d episodes", n)
-    return 0
+        try:
+            n = run_agent(config, task=task, episodes=episodes, max_steps=max_steps, realtime=realtime,
+                          initial_policy=policy, stop_event=stop)  # fmt: skip
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+        except TimeoutError as e:
+            typer.secho(f"no policy to run: {e}", fg="red", err=True)
+            raise typer.Exit(1) from None
+        log.info("agent stopped after %d episodes", n)
+
+    typer.run(agent)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

@@ -9,7 +9,7 @@ per set of robots, and per time bucket for the dashboard's plot.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -203,7 +203,7 @@ def success_over_time(
     for version, cells in buckets.items():
         out[version] = [
             {
-                "t": datetime.fromtimestamp(t, tz=utcnow().tzinfo).isoformat(),
+                "t": datetime.fromtimestamp(t, tz=UTC).isoformat(),
                 "episodes": n,
                 "successes": k,
                 "rate": k / n,

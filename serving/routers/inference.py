@@ -141,7 +141,7 @@ class Connection:
                 raise RemoteError(f"{version} refused for {self.robot_id}: see the audit log")
             if time.monotonic() > deadline:
                 raise RemoteError(f"{version} did not load within {timeout_s} s")
-            time.sleep(0.02)
+            time.sleep(0.05)
 
 
 @router.websocket("/ws/infer/{robot_id}")
