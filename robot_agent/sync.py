@@ -14,7 +14,7 @@ the slot runs it:
 3. hands it to ``PolicySlot.swap`` (taking effect at the next chunk boundary) — or, with
    ``boundary="episode"``, holds it until the runner calls ``at_episode_boundary()`` between episodes;
 4. reports the swap (when it took effect) or the refusal and its reason. A refused version is not
-   tried again until the desired version changes.
+   tried again by this process (versions are immutable; a download that fails is retried).
 
 The control loop never waits on any of this: if the server is down the robot keeps running what it
 has; reports are queued and sent when the server answers again. torch is imported only through
