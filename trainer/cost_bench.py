@@ -6,7 +6,7 @@ Two parts:
    ``bench paper`` wrote to ``results.jsonl``; peak memory comes from this run's own measurements).
 2. **Scaling**: one imagined draw (B initial states × G rollouts × horizon H steps, world model + reward
    model + policy sampling) and one GRPO update on it, for a small grid of G, B and H around the default
-   (G=8, B=8, H=96), with the default-sized policy and world model. Costs do not depend on what the
+   (G=8, B=4, H=32 steps), with the default-sized policy and world model. Costs do not depend on what the
    weights have learned, so the models are freshly initialised; the reward model is the project's own.
    Reported: seconds per draw and per update, imagined trajectories per hour, peak resident memory.
 
@@ -68,15 +68,15 @@ class CostPoint:
     horizon: int  # environment steps
 
 
-DEFAULT_POINT = CostPoint(8, 8, 96)
+DEFAULT_POINT = CostPoint(8, 4, 32)  # one draw of the `reduced` bench preset (B=4 × G=8), over 4 chunks
 GRID = (
     DEFAULT_POINT,
-    CostPoint(4, 8, 96),
-    CostPoint(16, 8, 96),
-    CostPoint(8, 4, 96),
-    CostPoint(8, 16, 96),
-    CostPoint(8, 8, 48),
-    CostPoint(8, 8, 144),
+    CostPoint(4, 4, 32),
+    CostPoint(16, 4, 32),
+    CostPoint(8, 2, 32),
+    CostPoint(8, 8, 32),
+    CostPoint(8, 4, 16),
+    CostPoint(8, 4, 64),
 )
 QUICK_GRID = (CostPoint(2, 1, 16), CostPoint(4, 1, 16), CostPoint(2, 1, 32))
 

@@ -74,6 +74,7 @@ class BenchConfig:
     reward_model_preset: str = "small"  # trainer/reward_model PRESETS
     reward_model_steps: int | None = None
     max_steps: int | None = None  # episode length cap (None: the task's own); a smoke run shortens it
+    imagine_horizon: int | None = None  # imagined episode length (None: the real one); shorter is cheaper
     seed: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -89,8 +90,9 @@ PRESETS: dict[str, BenchConfig] = {
         tasks=("drawer-close",),
         budget=64,
         eval_episodes=50,
-        grpo=replace(GRPO_PRESETS["cpu"], groups_per_batch=4),
+        grpo=replace(GRPO_PRESETS["cpu"], groups_per_batch=4, max_draws=2),
         rl_iterations=6,
+        imagine_horizon=64,
         coevo_extra=16,
         coevo_iterations=3,
         world_model_steps=800,
@@ -174,7 +176,7 @@ class TaskRun:
     task: str
     dir: Path
     store: Any
-    horizon: int
+    horizon: int  # imagined episode length, steps
     camera: str
 
 
@@ -209,12 +211,13 @@ def collect(
 def evaluate(
     policy: Any, task: str, episodes: int, temperature: float, max_steps: int | None = None
 ) -> tuple[int, int]:
-    """True success on the simulator over ``episodes`` seeded scenes (``trainer.evaluate.evaluate_policy``: the
-    real robot-agent loop, seeds from ``EVAL_SEED``, disjoint from every training scene)."""
-    from trainer.evaluate import evaluate_policy
+    """True success on the simulator over ``episodes`` seeded scenes, the same scenes as
+    ``trainer.evaluate.evaluate_policy`` (seeds from its ``EVAL_SEED``, disjoint from every training scene), run
+    10 in lockstep with one batched policy call per chunk: on a loaded 2-core CPU this is ~2.5× faster than
+    one episode at a time through the robot-agent loop."""
+    from trainer.evaluate import EVAL_SEED
 
-    result = evaluate_policy(policy, task, episodes, temperature=temperature, max_steps=max_steps, progress=False)
-    return result.successes, result.episodes
+    return collect(policy, task, episodes, None, temperature, EVAL_SEED, "eval", lockstep=10, max_steps=max_steps)
 
 
 def train_base(store: Any, out: Path, cfg: BenchConfig) -> Any:
@@ -369,7 +372,7 @@ def run_task(
     from vla.artifact import load_artifact, save_artifact
 
     info = resolve_task(task)
-    run = TaskRun(task, out / task, store, cfg.max_steps or info.max_steps, info.camera)
+    run = TaskRun(task, out / task, store, cfg.imagine_horizon or cfg.max_steps or info.max_steps, info.camera)
     run.dir.mkdir(exist_ok=True)
 
     def stage(name: str, fn: Callable[[], Any]) -> Any:
@@ -417,7 +420,6 @@ def run_task(
     rec.emit(f"paper/{task}/keyframes", "found", float(kir_imagination.keyframes_found), "keyframes")
     stage("diagnose", lambda: diagnose(run, base, wm, rm, cfg, rec, imagination))
 
-    policies: dict[str, Any] = {"base": base}
     outcomes: dict[str, tuple[int, int]] = {}
     real = {
         "base": 0,
@@ -427,38 +429,36 @@ def run_task(
         "wmpo_kir_coevo": cfg.budget + cfg.coevo_extra,
     }
 
-    # GRPO in the simulator with the same P episodes: both App. B settings, the better one is reported
-    for setting, gcfg in sim_grpo_variants(cfg.grpo, cfg.budget).items():
-        policy = fresh()
-        history, used = stage(
-            f"grpo_sim_{setting}",
-            partial(train_sim_grpo, policy, task, gcfg, cfg.budget, seed=SIM_GRPO_SEED, max_steps=cfg.max_steps),
-        )
-        rl_history(f"grpo_sim_{setting}", history)
-        wins, n = stage(
-            f"eval_grpo_sim_{setting}",
-            partial(evaluate, policy, task, cfg.eval_episodes, cfg.eval_temperature, cfg.max_steps),
-        )
-        rec.emit(f"paper/{task}/grpo_sim_{setting}", "success", wins / n, "fraction", n=n, real_episodes=used)
-        if "grpo_sim" not in outcomes or wins > outcomes["grpo_sim"][0]:
-            outcomes["grpo_sim"], policies["grpo_sim"] = (wins, n), policy
+    def result(name: str, policy: Any) -> None:
+        """Evaluate on the simulator now, so that a run cut short still reports every finished variant."""
+        if name not in outcomes:
+            outcomes[name] = stage(
+                f"eval_{name}", partial(evaluate, policy, task, cfg.eval_episodes, cfg.eval_temperature, cfg.max_steps)
+            )
+        wins, n = outcomes[name]
+        rate, lo, hi = wilson(wins, n)
+        if policy is not None and name != "base":
+            save_artifact(
+                policy,
+                run.dir / f"{name}_policy",
+                parent_version=getattr(base, "version", None),
+                training_run=f"paper-bench-{name}",
+                metrics={f"success_rate/{task}": rate},
+                overwrite=True,
+            )
+        rec.emit(f"paper/{task}/{name}", "success_rate", rate, "fraction", ci95=[lo, hi], n=n, real_episodes=real[name])
 
-    policies["wmpo"] = fresh()
-    rl_history("wmpo", stage("wmpo", lambda: wmpo(policies["wmpo"], imagination, wcfg)))
-    policies["wmpo_kir"] = fresh()
-    rl_history("wmpo_kir", stage("wmpo_kir", lambda: wmpo(policies["wmpo_kir"], kir_imagination, kcfg)))
-    save_artifact(
-        policies["wmpo_kir"],
-        run.dir / "wmpo_kir_policy",
-        parent_version=getattr(base, "version", None),
-        training_run="paper-bench-wmpo-kir",
-        metrics={},
-        overwrite=True,
-    )
+    result("base", base)
+
+    # WMPO: imagined GRPO from first frames; then with keyframe starts (WoVR KIR)
+    policy = fresh()
+    rl_history("wmpo", stage("wmpo", lambda: wmpo(policy, imagination, wcfg)))
+    result("wmpo", policy)
+    policy = fresh()
+    rl_history("wmpo_kir", stage("wmpo_kir", lambda: wmpo(policy, kir_imagination, kcfg)))
+    result("wmpo_kir", policy)
 
     # PACE: WMPO + KIR's policy → extra real episodes → refit world/reward model → more RL
-    evolved = load_artifact(run.dir / "wmpo_kir_policy")
-
     def pace_collect(p: Any, n: int) -> Any:
         return collect(p, task, n, store, cfg.grpo.temperature, COEVO_SEED, "evolved", max_steps=cfg.max_steps)
 
@@ -471,7 +471,7 @@ def run_task(
     history, _ = stage(
         "wmpo_kir_coevo",
         lambda: coevolve(
-            evolved,
+            policy,
             kir_imagination,
             kcfg,
             cfg.coevo_extra,
@@ -482,17 +482,27 @@ def run_task(
         ),
     )
     rl_history("wmpo_kir_coevo", history)
-    policies["wmpo_kir_coevo"] = evolved
+    result("wmpo_kir_coevo", policy)
 
-    for name in VARIANTS:
-        if name not in outcomes:
-            outcomes[name] = stage(
-                f"eval_{name}",
-                partial(evaluate, policies[name], task, cfg.eval_episodes, cfg.eval_temperature, cfg.max_steps),
-            )
-        wins, n = outcomes[name]
-        rate, lo, hi = wilson(wins, n)
-        rec.emit(f"paper/{task}/{name}", "success_rate", rate, "fraction", ci95=[lo, hi], n=n, real_episodes=real[name])
+    # GRPO in the simulator with the same P episodes: both App. B settings, the better one is reported
+    best: tuple[int, int] | None = None
+    for setting, gcfg in sim_grpo_variants(cfg.grpo, cfg.budget).items():
+        policy = fresh()
+        history, used = stage(
+            f"grpo_sim_{setting}",
+            partial(train_sim_grpo, policy, task, gcfg, cfg.budget, seed=SIM_GRPO_SEED, max_steps=cfg.max_steps),
+        )
+        rl_history(f"grpo_sim_{setting}", history)
+        wins, n = stage(
+            f"eval_grpo_sim_{setting}",
+            partial(evaluate, policy, task, cfg.eval_episodes, cfg.eval_temperature, cfg.max_steps),
+        )
+        rec.emit(f"paper/{task}/grpo_sim_{setting}", "success", wins / n, "fraction", n=n, real_episodes=used)
+        if best is None or wins > best[0]:
+            best = (wins, n)
+    assert best is not None
+    outcomes["grpo_sim"] = best
+    result("grpo_sim", None)
     return outcomes
 
 
