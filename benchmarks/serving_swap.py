@@ -8,8 +8,10 @@ control loop (``Runtime``, wall-clock pacing at ``spec.fps`` = 10 Hz, a tick tha
 counts as missed), a ``PolicySlot`` and a ``PolicySyncer`` thread polling the server every ``poll_s``.
 Swaps alternate between rollouts of versions the robot has not seen (download, verify, load, health
 probe) and rollbacks (still in memory). Latency is measured from just before the POST to the first
-moment the slot runs the new version. Missed ticks are counted over the episodes that overlap a swap,
-and over as many episodes without one (the baseline the 2-core machine gives anyway).
+moment the slot runs the new version. Missed ticks: the loop's own count (``missed_deadlines``) over
+the episodes that overlap a swap and over the others; and, tick by tick, from the times actions were
+sent (a subscriber): a gap of more than 1.5 ticks between two actions means ``round(gap / dt) - 1``
+ticks were missed, attributed to the swap window (rollout call to swap + 1 s) it falls in, or not.
 
 Prints JSON lines ``{"name", "figure", "value", "unit", "machine", "config"}``.
 """
@@ -17,6 +19,7 @@ Prints JSON lines ``{"name", "figure", "value", "unit", "machine", "config"}``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 import threading
 import time
@@ -66,6 +69,18 @@ def main() -> None:
             stop = threading.Event()
             runtime = Runtime(robot, slot, pace=True, stop_event=stop, stop_on_success=False)
             episodes: list[tuple[float, float, int, int]] = []  # (start, end, missed, ticks)
+            sent: list[float] = []  # wall time of every action sent
+
+            class Ticks:
+                def on_episode_start(self, obs: object) -> None:
+                    sent.append(float("nan"))  # no gap across the reset between episodes
+
+                def on_step(self, obs: object, action: object, info: object) -> None:
+                    sent.append(time.monotonic())
+
+                def on_episode_end(self, result: object) -> None: ...
+
+            runtime.subscribers.append(Ticks())
 
             latencies: dict[str, list[float]] = {"fresh": [], "cached": []}
             windows: list[tuple[float, float]] = []
@@ -119,6 +134,20 @@ def main() -> None:
         what = "rollout (download, verify, load, probe)" if kind == "fresh" else "rollback (version still loaded)"
         emit("serving_swap", f"{kind} swap latency p50, {what}", round(percentile(values, 50), 3), "s", config,
              samples=len(values), max=round(max(values), 3))  # fmt: skip
+    dt = 0.1
+    inside = outside = ticks_inside = ticks_outside = 0
+    for a, b in itertools.pairwise(sent):
+        if a != a or b != b:  # NaN: an episode boundary
+            continue
+        missed = max(0, round((b - a) / dt) - 1) if b - a > 1.5 * dt else 0
+        if any(w0 <= b <= w1 + 1.0 for w0, w1 in windows):
+            inside, ticks_inside = inside + missed, ticks_inside + 1
+        else:
+            outside, ticks_outside = outside + missed, ticks_outside + 1
+    emit("serving_swap", "missed control ticks at 10 Hz inside swap windows (call to swap + 1 s)", inside, "ticks",
+         config, ticks=ticks_inside, windows=len(windows))  # fmt: skip
+    emit("serving_swap", "missed control ticks at 10 Hz outside swap windows", outside, "ticks", config,
+         ticks=ticks_outside)  # fmt: skip
     during = [e for e in episodes if any(e[0] <= w1 and w0 <= e[1] for w0, w1 in windows)]
     others = [e for e in episodes if e not in during]
     for label, group in (("during swaps", during), ("without a swap", others)):
