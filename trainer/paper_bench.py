@@ -52,6 +52,7 @@ DEFAULT_TASKS = ("drawer-close", "window-open", "drawer-open", "button-press-top
 VARIANTS = ("base", "grpo_sim", "wmpo", "wmpo_kir", "wmpo_kir_coevo")
 # scene seeds of each stage, disjoint: demonstrations 0.., evaluation 100_000.. (trainer.evaluate.EVAL_SEED)
 P_SEED, SIM_GRPO_SEED, COEVO_SEED = 30_000, 40_000, 50_000
+DEMO_ROBOT = "sim-demo"  # robot id of trainer.base_table.record_demonstrations' episodes
 
 
 @dataclass(frozen=True)
@@ -244,13 +245,21 @@ def fit_models(
     robot_ids: tuple[str, ...] = ("base",),
     tag: str = "base",
 ) -> tuple[Any, Any]:
-    """World model and reward model on the task's policy rollouts (``robot_ids``); fine-tuned from ``previous``."""
+    """World model and reward model on the task's policy rollouts (``robot_ids``) plus the scripted
+    demonstrations; fine-tuned from ``previous``.
+
+    The demonstrations are in because a weak base policy's P rollouts may hold few or no successes, and both
+    models must see what success looks like: WMPO's own reward-model refit mixes rollouts and expert data 0.7/0.3
+    (``_update_terminal_model``, PAPERS.md §1.1 step 8), and its world model is pretrained on other real data
+    (OXE) before the fine-tune on P."""
     from trainer.reward_model import FrameRewardModel, train_reward_model
     from trainer.world_model import PixelWorldModel, train_world_model
 
     wm_dir, rm_dir = run.dir / f"world_model_{tag}", run.dir / f"reward_model_{tag}"
     episode_ids = [
-        i.episode_id for r in robot_ids for i in run.store.episodes(task=run.task, robot_id=r, status="complete")
+        i.episode_id
+        for r in (*robot_ids, DEMO_ROBOT)
+        for i in run.store.episodes(task=run.task, robot_id=r, status="complete")
     ]
     if (wm_dir / "config.json").is_file() and (rm_dir / "config.json").is_file():  # cached by an earlier run
         return PixelWorldModel.load(wm_dir, seed=cfg.seed), FrameRewardModel.load(rm_dir)
