@@ -23,8 +23,10 @@ has; reports are queued and sent when the server answers again. torch is importe
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -219,6 +221,10 @@ class PolicySyncer:
         self._wake.set()
 
     def _run(self) -> None:
+        # The control loop comes first: downloads, hashing and loading run at a lower priority (Linux;
+        # elsewhere, or where it is not allowed, at the normal one).
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         while not self._stop.is_set():
             try:
                 self.sync_once()
@@ -509,7 +515,6 @@ def run_agent(
 
 def main() -> None:
     """``python -m robot_agent.sync --server URL --robot-id ID``: the simulated robot agent process."""
-    import os
     import signal
 
     import typer
