@@ -1,9 +1,330 @@
-"""Commands of one trainer family. `register` adds them to `flywheel train` / `flywheel bench`."""
+"""``flywheel train world-model``, ``flywheel train reward-model`` and ``flywheel bench world-model``.
+
+typer/rich (and the standard library) only at module level; torch and the models load inside the commands.
+Each command prints rich tables and, with ``--json``, the same figures as JSON lines
+(``{"name", "figure", "value", "unit", "machine", "config"}``).
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "load_1min": load}
+
+
+def emit(name: str, figure: str, value: float, unit: str, config: dict[str, Any], **extra: Any) -> None:
+    """One JSON line on stdout (not through rich, so it stays machine-readable)."""
+    row = {"name": name, "figure": figure, "value": value, "unit": unit, "machine": machine(), "config": config}
+    print(json.dumps({**row, **extra}), flush=True)
+
+
+def table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c, justify="left" if c in ("horizon", "task", "level", "model") else "right")
+    for r in rows:
+        t.add_row(*(_fmt(r.get(c)) for c in columns))
+    return t
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 1000 else f"{v:.0f}"
+    return "" if v is None else str(v)
+
+
+def set_threads(n: int) -> int:
+    """Torch intra-op threads. 0 = auto: one when the machine is already busier than its cores (two torch
+    threads fighting other processes for 2 shared cores ran a training step ~50x slower than one), else all."""
+    import torch
+
+    if n <= 0:
+        cores = os.cpu_count() or 1
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        n = 1 if load >= cores else cores
+    torch.set_num_threads(n)
+    return n
+
+
+THREADS_HELP = "Torch threads (0: one when the machine is busier than its cores, else all)."
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]{message}[/red]")
+    raise typer.Exit(1)
+
+
+def _load(data: Path, task: str, policy_version: str, camera: str) -> list[Any]:
+    from trainer.world_model.data import load_episodes
+
+    if not data.exists():
+        raise typer.BadParameter(f"no episode store at {data}", param_hint="--data")
+    try:
+        episodes = load_episodes(data, task=task or None, policy_version=policy_version or None, camera=camera or None)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    if not episodes:
+        _fail(f"no complete episodes in {data} match task={task or '*'} policy_version={policy_version or '*'}")
+    return episodes
+
+
+QUALITY_COLUMNS = ["model", "horizon", "frames", "psnr", "ssim", "feature_distance"]
+AGREEMENT_COLUMNS = [
+    "task",
+    "episodes",
+    "real_success_rate",
+    "imagined_success_rate",
+    "agreement",
+    "reward_on_real_agreement",
+    "false_success",
+    "missed_success",
+]
+
+
+def world_model(
+    data: Path = typer.Option(..., "--data", help="The episode store (a folder of Zarr episodes)."),
+    out: Path = typer.Option(..., "--out", help="Folder for the trained model (and its resumable checkpoint)."),
+    preset: str = typer.Option("small", help="Model size: tiny | small | base."),
+    steps: int = typer.Option(3000, min=1, help="Optimizer steps."),
+    batch_size: int = typer.Option(16, min=1, help="Action chunks per step."),
+    lr: float = typer.Option(3e-4, help="Peak learning rate (AdamW, warm-up then cosine)."),
+    finetune_from: Path | None = typer.Option(
+        None, help="Fine-tune this trained world model on the matching episodes (WMPO policy-behaviour alignment)."
+    ),
+    resume: bool = typer.Option(False, help="Continue the run in OUT/checkpoint after a crash or a kill."),
+    task: str = typer.Option("", help="Only this task's episodes (default: every task)."),
+    policy_version: str = typer.Option("", help="Only episodes of this policy version (e.g. the current policy)."),
+    camera: str = typer.Option("", help="Camera to model (default: each episode's first)."),
+    held_out: float = typer.Option(0.25, min=0.0, max=0.9, help="Fraction of episodes held out for the quality table."),
+    sampling_steps: int = typer.Option(2, min=1, max=10, help="Sampling steps for the quality replay."),
+    seed: int = typer.Option(0),
+    threads: int = typer.Option(0, min=0, help=THREADS_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Also print the figures as JSON lines."),
+) -> None:
+    """Train the action-conditioned world model on the store, then replay held-out episodes open-loop and print
+    PSNR / SSIM / feature distance per horizon bucket."""
+    from trainer.world_model import PRESETS, TrainConfig, fit_world_model, split_held_out
+
+    if preset not in PRESETS:
+        raise typer.BadParameter(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}", param_hint="--preset")
+    if finetune_from is not None and not (finetune_from / "manifest.json").exists():
+        raise typer.BadParameter(f"{finetune_from} is not a trained world model", param_hint="--finetune-from")
+    if resume and not (out / "checkpoint" / "train_state.json").exists():
+        raise typer.BadParameter(f"nothing to resume in {out}/checkpoint", param_hint="--resume")
+    episodes = _load(data, task, policy_version, camera)
+    set_threads(threads)
+    train_eps, test_eps = split_held_out(episodes, held_out, seed=seed)
+    console.print(
+        f"world model: {len(train_eps)} training episodes, {len(test_eps)} held out "
+        f"({sum(len(e) for e in train_eps)} frames); preset {preset}"
+    )
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, warmup_steps=min(100, max(1, steps // 10)))
+    run_cfg = {"preset": preset, "steps": steps, "batch_size": batch_size, "data": str(data), "task": task or None}
+    result = fit_world_model(
+        train_eps,
+        out,
+        config=PRESETS[preset],
+        train=cfg,
+        finetune_from=finetune_from,
+        resume=resume,
+        manifest={"held_out_ids": sorted(e.episode_id for e in test_eps)},
+        on_log=(lambda s, v: emit("world_model/train", "loss", v, "mse", run_cfg, step=s)) if as_json else None,
+        progress=True,
+    )
+    first, last = result.losses[0][1] if result.losses else float("nan"), result.losses[-1][1] if result.losses else 0
+    console.print(
+        f"trained {result.steps} steps in {result.seconds:.0f} s; loss {first:.4f} -> {last:.4f}; saved {out}"
+    )
+    if test_eps:
+        _quality_report(out, test_eps, sampling_steps, seed, run_cfg, as_json)
+
+
+def _quality_report(
+    model_dir: Path, episodes: list[Any], sampling_steps: int, seed: int, cfg: dict, as_json: bool
+) -> None:
+    from trainer.imagination_quality import copy_baseline, replay, replay_quality
+    from trainer.world_model import PixelWorldModel
+
+    wm = PixelWorldModel.load(model_dir, sampling_steps=sampling_steps, seed=seed)
+    rows = [{"model": "world model", **r} for r in replay_quality(replay(wm, episodes, seed=seed), episodes)]
+    base = [{"model": "copy first frame", **r} for r in replay_quality(copy_baseline(episodes), episodes)]
+    console.print(table(f"open-loop replay of {len(episodes)} held-out episodes", rows + base, QUALITY_COLUMNS))
+    if as_json:
+        for r in rows + base:
+            for fig, unit in (("psnr", "dB"), ("ssim", "ratio"), ("feature_distance", "1-cos")):
+                emit(
+                    "world_model/replay_quality",
+                    fig,
+                    r[fig],
+                    unit,
+                    {**cfg, "sampling_steps": sampling_steps},
+                    horizon=r["horizon"],
+                    model=r["model"],
+                    frames=r["frames"],
+                    features=r["features"],
+                )
+
+
+def reward_model(
+    data: Path = typer.Option(..., "--data", help="The episode store (a folder of Zarr episodes)."),
+    out: Path = typer.Option(..., "--out", help="Folder for the trained reward model."),
+    preset: str = typer.Option("small", help="Model size: tiny | small."),
+    steps: int = typer.Option(1500, min=1, help="Optimizer steps."),
+    world_model_dir: Path | None = typer.Option(
+        None, "--world-model", help="A trained world model: print the success-agreement table on held-out episodes."
+    ),
+    train_on_imagined: bool = typer.Option(
+        False, help="Also train on the world model's replays of the training episodes (needs --world-model)."
+    ),
+    task: str = typer.Option("", help="Only this task's episodes (default: every task)."),
+    policy_version: str = typer.Option("", help="Only episodes of this policy version."),
+    camera: str = typer.Option("", help="Camera (default: each episode's first)."),
+    held_out: float = typer.Option(
+        0.25, min=0.05, max=0.9, help="Fraction held out for testing (same split as world-model)."
+    ),
+    sampling_steps: int = typer.Option(2, min=1, max=10, help="World-model sampling steps for the agreement replay."),
+    seed: int = typer.Option(0),
+    threads: int = typer.Option(0, min=0, help=THREADS_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Also print the figures as JSON lines."),
+) -> None:
+    """Train the success classifier, calibrate its threshold, print precision / recall / F1 on held-out episodes
+    and, with --world-model, how often its verdict on imagined replays matches the real outcome."""
+    from dataclasses import replace
+
+    from trainer.imagination_quality import replay, success_agreement
+    from trainer.reward_model import PRESETS, evaluate, fit_reward_model
+    from trainer.world_model import PixelWorldModel, split_held_out
+
+    if preset not in PRESETS:
+        raise typer.BadParameter(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}", param_hint="--preset")
+    if world_model_dir is not None and not (world_model_dir / "manifest.json").exists():
+        raise typer.BadParameter(f"{world_model_dir} is not a trained world model", param_hint="--world-model")
+    if train_on_imagined and world_model_dir is None:
+        raise typer.BadParameter("--train-on-imagined needs --world-model", param_hint="--train-on-imagined")
+    episodes = [e for e in _load(data, task, policy_version, camera) if e.success is not None]
+    set_threads(threads)
+    train_eps, test_eps = split_held_out(episodes, held_out, seed=seed)
+    if not any(e.success for e in train_eps) or not any(e.success is False for e in train_eps):
+        _fail("the reward model needs both successful and failed labelled episodes")
+    wm = PixelWorldModel.load(world_model_dir, sampling_steps=sampling_steps, seed=seed) if world_model_dir else None
+    imagined = []
+    if wm is not None and train_on_imagined:
+        with console.status("replaying the training episodes in the world model"):
+            imagined = [
+                replace(e, frames=f, episode_id=e.episode_id + ":imagined")
+                for e, f in zip(train_eps, replay(wm, train_eps, seed=seed), strict=True)
+                if len(f)
+            ]
+    run_cfg = {"preset": preset, "steps": steps, "data": str(data), "task": task or None, "imagined": len(imagined)}
+    console.print(
+        f"reward model: {len(train_eps)} training episodes (+{len(imagined)} imagined), {len(test_eps)} held out"
+    )
+    with console.status("training the reward model"):
+        result = fit_reward_model(
+            train_eps, out, config=replace(PRESETS[preset], steps=steps, seed=seed), imagined=imagined
+        )
+    rm = result.model
+    metrics = evaluate(rm, test_eps)
+    rows = [{"level": lvl, **metrics[lvl]} for lvl in ("frame", "episode")]
+    console.print(
+        table(
+            f"reward model on {len(test_eps)} held-out real episodes (threshold {rm.threshold:.2f})",
+            rows,
+            ["level", "n", "positives", "precision", "recall", "f1", "accuracy"],
+        )
+    )
+    if as_json:
+        for r in rows:
+            emit(
+                f"reward_model/{r['level']}",
+                "f1",
+                r["f1"],
+                "ratio",
+                run_cfg,
+                precision=r["precision"],
+                recall=r["recall"],
+                threshold=rm.threshold,
+            )
+    if wm is not None:
+        imagined_test = replay(wm, test_eps, seed=seed)
+        agree = success_agreement(imagined_test, test_eps, rm)
+        console.print(
+            table("success agreement: reward model on imagined replays vs the real outcome", agree, AGREEMENT_COLUMNS)
+        )
+        if as_json:
+            for r in agree:
+                emit(
+                    "imagination/success_agreement",
+                    "agreement",
+                    r["agreement"],
+                    "fraction",
+                    {**run_cfg, "sampling_steps": sampling_steps},
+                    **{k: v for k, v in r.items() if k != "agreement"},
+                )
+    console.print(f"saved {out}")
+
+
+def bench_world_model(
+    model: Path | None = typer.Option(None, help="A trained world model (default: an untrained one of --preset)."),
+    preset: str = typer.Option("small", help="Architecture when no --model is given: tiny | small | base."),
+    batch: int = typer.Option(64, min=1, help="Imagined trajectories generated together."),
+    sampling_steps: str = typer.Option("1,2,4", help="Comma-separated sampling-step counts to measure."),
+    task: str = typer.Option("drawer-close", help="Simulator task whose step+render rate is measured beside it."),
+    seconds: float = typer.Option(5.0, min=0.5, help="Seconds per measurement (roughly)."),
+    train_steps: int = typer.Option(5, min=1, help="Training steps to time."),
+    threads: int = typer.Option(0, min=0, help=THREADS_HELP),
+) -> None:
+    """Imagined frames/s (batched, 64×64) next to the simulator's step+render rate, training steps/s and peak memory,
+    as JSON lines."""
+    from trainer.world_model.bench import BenchConfig, run_bench
+
+    try:
+        steps = tuple(int(s) for s in sampling_steps.split(",") if s.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            "expected comma-separated integers, e.g. 1,2,4", param_hint="--sampling-steps"
+        ) from None
+    if not steps or any(not 1 <= s <= 10 for s in steps):
+        raise typer.BadParameter("sampling steps must be in 1..10", param_hint="--sampling-steps")
+    set_threads(threads)
+    cfg = BenchConfig(
+        model=str(model) if model else None,
+        preset=preset,
+        batch=batch,
+        sampling_steps=steps,
+        task=task,
+        seconds=seconds,
+        train_steps=train_steps,
+    )
+    try:
+        run_bench(cfg, echo=lambda line: print(line, flush=True))
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
 
 
 def register(train: typer.Typer, bench: typer.Typer) -> None:
     """Add this family's commands."""
+    train.command("world-model")(world_model)
+    train.command("reward-model")(reward_model)
+    bench.command("world-model")(bench_world_model)

@@ -10,7 +10,8 @@
    reward model's verdict on the real frames is reported beside it, to separate reward-model from world-model
    errors.
 
-Feature distance: 1 − cosine similarity of mean-pooled features, either the policy's own vision encoder (a
+Feature distance: 1 − cosine similarity of the flattened feature maps (spatial layout kept: where the arm is
+matters), either the policy's own vision encoder (a
 ``vla`` artifact: what the policy will read) or, without one, a fixed random-weight conv net (seed 0),
 labelled ``random-conv`` in the output: random conv features track structure better than pixels, but they are
 not LPIPS.
@@ -76,7 +77,7 @@ FeatureFn = Callable[[np.ndarray], torch.Tensor]  # uint8 [N, H, W, 3] -> float 
 
 
 def random_conv_features(seed: int = 0) -> tuple[str, FeatureFn]:
-    """A fixed random-weight conv net (3 stride-2 layers, ReLU, mean-pooled): ``("random-conv", fn)``."""
+    """A fixed random-weight conv net (3 stride-2 layers, ReLU, flattened): ``("random-conv", fn)``."""
     gen = torch.Generator().manual_seed(seed)
     net = nn.Sequential(
         nn.Conv2d(3, 32, 3, 2, 1),
@@ -94,13 +95,13 @@ def random_conv_features(seed: int = 0) -> tuple[str, FeatureFn]:
     @torch.inference_mode()
     def fn(frames: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(frames)).float().div(127.5).sub(1).permute(0, 3, 1, 2)
-        return net(x).mean(dim=(2, 3))
+        return net(x).flatten(1)
 
     return "random-conv", fn
 
 
 def policy_features(artifact: str) -> tuple[str, FeatureFn]:
-    """The policy's vision encoder (mean-pooled patch tokens), from a ``vla`` artifact directory."""
+    """The policy's vision encoder (its patch tokens, flattened), from a ``vla`` artifact directory."""
     from vla.artifact import load_artifact
 
     policy = load_artifact(artifact)
@@ -111,7 +112,7 @@ def policy_features(artifact: str) -> tuple[str, FeatureFn]:
         x = torch.from_numpy(np.ascontiguousarray(frames)).float().div(127.5).sub(1).permute(0, 3, 1, 2)
         if x.shape[-1] != size or x.shape[-2] != size:
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-        return policy.vision(pixel_values=x).last_hidden_state.mean(1)
+        return policy.vision(pixel_values=x).last_hidden_state.flatten(1)
 
     return f"policy-vision:{policy.version}", fn
 

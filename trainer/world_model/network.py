@@ -28,6 +28,7 @@ Design, and where it departs from the papers:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from diffusers import UNet2DModel
@@ -106,7 +107,7 @@ class ChunkDenoiser(nn.Module):
         time_dim = cfg.trunk_channels[0] * 4
         self.trunk_condition = nn.Linear(k * cfg.action_embed_dim, time_dim)
         levels = len(cfg.trunk_channels)
-        self.trunk = UNet2DModel(
+        self.trunk: Any = UNet2DModel(  # Any: diffusers' ModelMixin hides __call__ from mypy
             sample_size=cfg.image_size[0] // cfg.patch,
             in_channels=(c + k) * f,
             out_channels=k * f,
@@ -120,8 +121,10 @@ class ChunkDenoiser(nn.Module):
         self.head_norm = nn.GroupNorm(min(8, f), f)
         self.head_film = FiLM(cfg.action_embed_dim, f)
         self.head_out = nn.Conv2d(f, p2c, 3, padding=1)
-        nn.init.zeros_(self.head_out.weight)  # starts as "copy the newest context frame"
-        nn.init.zeros_(self.head_out.bias)
+        with torch.no_grad():  # starts as "copy the newest context frame"
+            self.head_out.weight.zero_()
+            if self.head_out.bias is not None:
+                self.head_out.bias.zero_()
 
     def forward(
         self, noisy: torch.Tensor, context: torch.Tensor, actions: torch.Tensor, t: torch.Tensor

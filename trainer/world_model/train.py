@@ -146,13 +146,13 @@ def fit_world_model(
             opt.step()
             running += float(loss.detach())
             n_running += 1
+            if (step + 1) % train.checkpoint_every == 0:
+                checkpoint(step + 1)
             if (step + 1) % train.log_every == 0 or step + 1 == train.steps:
                 result.losses.append((step + 1, running / n_running))
                 if on_log:
                     on_log(step + 1, running / n_running)
                 running, n_running = 0.0, 0
-            if (step + 1) % train.checkpoint_every == 0:
-                checkpoint(step + 1)
             bar.update(task, completed=step + 1, description=f"world model loss {float(loss.detach()):.4f}")
         if train.steps > start_step:
             checkpoint(train.steps)

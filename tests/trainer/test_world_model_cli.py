@@ -1,0 +1,95 @@
+"""``flywheel train world-model`` / ``train reward-model`` on a real store: tables printed, JSON lines parse, a
+killed run resumes, user mistakes are one red line and no traceback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from flywheel.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def store_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real drawer-close episodes: two that succeed, two that run out of steps."""
+    from data_store.episodes import EpisodeStore
+    from trainer.world_model.recording import NoisyExpertPlan, record_noisy_expert
+
+    root = tmp_path_factory.mktemp("cli_store")
+    s = EpisodeStore(root)
+    record_noisy_expert(s, "drawer-close", 2, NoisyExpertPlan(noise_levels=(0.0,), min_steps=150, max_steps=150))
+    record_noisy_expert(s, "drawer-close", 2, NoisyExpertPlan(noise_levels=(0.0,), min_steps=20, max_steps=20), seed=7)
+    return root
+
+
+def flat(output: str) -> str:
+    """The output with rich's panel borders and line wrapping removed, so a message reads as one line."""
+    return " ".join(output.replace("│", " ").replace("╭", " ").replace("╰", " ").split())
+
+
+def json_lines(output: str) -> list[dict]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith('{"name"')]
+
+
+def test_train_world_model_then_reward_model_with_agreement(store_root: Path, tmp_path: Path) -> None:
+    wm = tmp_path / "wm"
+    args = ["train", "world-model", "--data", str(store_root), "--out", str(wm), "--preset", "tiny"]
+    r = runner.invoke(app, [*args, "--steps", "2", "--held-out", "0.5", "--json", "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    assert "open-loop replay" in r.output and "65+" in r.output  # the 150-step successes reach the last bucket
+    rows = json_lines(r.output)
+    assert {row["figure"] for row in rows if row["name"] == "world_model/replay_quality"} == {
+        "psnr",
+        "ssim",
+        "feature_distance",
+    }
+    assert (wm / "model.safetensors").exists() and (wm / "checkpoint" / "train_state.json").exists()
+    # resume after the run ended at step 2: continue to step 3
+    r = runner.invoke(app, [*args, "--steps", "3", "--resume", "--held-out", "0.5"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((wm / "checkpoint" / "train_state.json").read_text())["step"] == 3
+
+    rm_args = ["train", "reward-model", "--data", str(store_root), "--out", str(tmp_path / "rm"), "--preset", "tiny"]
+    r = runner.invoke(app, [*rm_args, "--steps", "3", "--held-out", "0.5", "--world-model", str(wm), "--json"])
+    assert r.exit_code == 0, r.output
+    assert "success agreement" in r.output and "precision" in r.output
+    names = {row["name"] for row in json_lines(r.output)}
+    assert {"reward_model/frame", "reward_model/episode", "imagination/success_agreement"} <= names
+
+
+def test_user_mistakes_are_one_line(store_root: Path, tmp_path: Path) -> None:
+    r = runner.invoke(app, ["train", "world-model", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    assert r.exit_code != 0 and "no episode store" in flat(r.output) and "Traceback" not in flat(r.output)
+    r = runner.invoke(
+        app, ["train", "world-model", "--data", str(store_root), "--out", str(tmp_path / "o"), "--preset", "huge"]
+    )
+    assert r.exit_code != 0 and "unknown preset" in flat(r.output)
+    r = runner.invoke(
+        app, ["train", "world-model", "--data", str(store_root), "--out", str(tmp_path / "o"), "--task", "no-such"]
+    )
+    assert r.exit_code == 1 and "no complete episodes" in flat(r.output)
+    r = runner.invoke(
+        app, ["train", "world-model", "--data", str(store_root), "--out", str(tmp_path / "o"), "--resume"]
+    )
+    assert r.exit_code != 0 and "nothing to resume" in flat(r.output)
+    r = runner.invoke(
+        app, ["train", "reward-model", "--data", str(store_root), "--out", str(tmp_path / "r"), "--train-on-imagined"]
+    )
+    assert r.exit_code != 0 and "needs --world-model" in flat(r.output)
+    r = runner.invoke(app, ["bench", "world-model", "--sampling-steps", "0,2"])
+    assert r.exit_code != 0 and "1..10" in flat(r.output)
