@@ -96,7 +96,7 @@ def _models(policy_preset: str, world_preset: str) -> tuple[Any, Any, Any, Propr
     policy = VLAPolicy(VLAConfig.preset(policy_preset), NormStats.from_spec(spec), spec).eval()
     world_model = PixelWorldModel(ChunkDenoiser(WM_PRESETS[world_preset]))
     rm_cfg = RM_PRESETS[world_preset]
-    reward_model = FrameRewardModel(SuccessClassifier(rm_cfg), rm_cfg)
+    reward_model = FrameRewardModel(SuccessClassifier(rm_cfg), rm_cfg, threshold=2.0)  # never ends early: full cost
     proprio = ProprioModel(
         np.eye(4, dtype=np.float32) * 0.01, np.zeros(4, np.float32), -np.ones(4, np.float32), np.ones(4, np.float32)
     )
