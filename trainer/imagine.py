@@ -18,9 +18,8 @@ Departures: WMPO's policy reads only the image; ours also reads proprio (hand xy
 ``vla/model.py``), and the world model makes pixels only. So imagined proprio comes from a
 :class:`ProprioModel`, a per-step linear map ``s_{t+1} = clip(s_t + a_t W + b)`` fitted by least squares on
 the same real episodes as the world model (``proprio="learned"``, default); ``"start"`` holds the start's
-real proprio instead. The reward model scans only the frames of the
-current chunk plus the previous one (enough for per-frame or ≤ 2K-frame clip classifiers), instead of
-re-scanning the whole video after every chunk.
+real proprio instead. The reward model scores frames one by one (``trainer/protocols.py``), so it sees
+each chunk's new frames once, and the real context frames never count as a success.
 """
 
 from __future__ import annotations
@@ -166,7 +165,6 @@ def imagine_rollouts(
     context_actions = np.stack([s.context_actions for s in rows])  # [N, C-1, A]
     wm_state = world_model.reset(context, context_actions)
     latest = context[:, -1]  # [N, H, W, 3]: the frame the policy sees first
-    previous = context[:, -1:]  # frames of the previous chunk, for the reward model's window
     proprio = np.stack([s.state for s in rows]).astype(np.float32)  # [N, S]
 
     observations: list[list[Observation]] = [[] for _ in range(n)]
@@ -192,15 +190,13 @@ def imagine_rollouts(
         mask[:, c] = torch.as_tensor(active)
         imagined.append(frames)
 
-        # the reward model sees the new frames, after the first chunk with the previous chunk's as context
-        window = frames if c == 0 else np.concatenate([previous, frames], axis=1)  # [N, (1|2)K, H, W, 3]
-        offset = 0 if c == 0 else previous.shape[1]
-        at = np.asarray(reward_model.first_success(window)).astype(np.int64)  # [N], -1 where none
+        # the reward model scores per frame (trainer/protocols.py): the new frames are all it needs to see
+        at = np.asarray(reward_model.first_success(frames)).astype(np.int64)  # [N], -1 where none
         newly = active & (at >= 0)
         success |= newly
-        finish_step[newly] = c * k + np.maximum(at[newly] - offset, 0)
+        finish_step[newly] = c * k + at[newly]
         done |= newly | (c + 1 >= chunks_left)
-        previous, latest = frames, frames[:, -1]
+        latest = frames[:, -1]
         if cfg.proprio == "learned" and proprio_model is not None:
             proprio = proprio_model.roll(proprio, np.asarray(actions, np.float32))
         if done.all():
