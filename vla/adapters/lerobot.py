@@ -46,7 +46,8 @@ class LeRobotPolicy:
         self.policy, self.preprocessor, self.postprocessor = policy, preprocessor, postprocessor
         self.version = version
         config = policy.config
-        self.chunk_size = int(getattr(config, "n_action_steps", None) or getattr(config, "chunk_size", 1))
+        steps: Any = getattr(config, "n_action_steps", None) or getattr(config, "chunk_size", 1)
+        self.chunk_size = int(steps)
         self.action_dim = int(config.output_features["action"].shape[0])
 
     @classmethod
