@@ -106,9 +106,9 @@ def world_model(
     data: Path = typer.Option(..., "--data", help="The episode store (a folder of Zarr episodes)."),
     out: Path = typer.Option(..., "--out", help="Folder for the trained model (and its resumable checkpoint)."),
     preset: str = typer.Option("small", help="Model size: tiny | small | base."),
-    steps: int = typer.Option(3000, min=1, help="Optimizer steps."),
-    batch_size: int = typer.Option(16, min=1, help="Action chunks per step."),
-    lr: float = typer.Option(3e-4, help="Peak learning rate (AdamW, warm-up then cosine)."),
+    steps: int = typer.Option(1500, min=1, help="Optimizer steps."),
+    batch_size: int = typer.Option(8, min=1, help="Action chunks per step."),
+    lr: float = typer.Option(5e-4, help="Peak learning rate (AdamW, warm-up then cosine)."),
     finetune_from: Path | None = typer.Option(
         None, help="Fine-tune this trained world model on the matching episodes (WMPO policy-behaviour alignment)."
     ),
