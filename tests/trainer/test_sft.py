@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,14 @@ from sft_helpers import demo_store
 from trainer.sft import SFTConfig, load_demonstrations, train_sft
 from vla.artifact import load_artifact, verify_artifact
 
-torch.set_num_threads(1)  # the 2-core machine is shared; one thread is faster under contention
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread, as `flywheel train sft` uses: on a shared 2-core machine it is faster."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _cfg(**kw: object) -> SFTConfig:
