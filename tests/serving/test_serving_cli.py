@@ -55,3 +55,15 @@ def test_register_rollout_rollback_through_the_cli(server: Server, artifacts: di
     assert out.exit_code == 1 and "404" in out.output and "Traceback" not in out.output
     out = runner.invoke(app, ["serve", "rollback", "--server", server.url, "--token", server.viewer])
     assert out.exit_code == 1 and "admin" in out.output
+
+
+def test_embedded_server_for_one_machine_use(tmp_path: Path) -> None:
+    import httpx
+
+    from serving.embedded import EmbeddedServer
+    from serving.settings import Settings
+
+    with EmbeddedServer(Settings(data_dir=tmp_path, auth=False)) as server:
+        assert httpx.get(server.url + "/healthz").json() == {"status": "ok"}
+        assert httpx.get(server.url + "/whoami").json() == {"name": "anonymous", "role": "admin"}
+    assert (tmp_path / "registry" / "registry.db").is_file()
