@@ -139,6 +139,7 @@ def rollback(s: Session, robots: list[str] | None = None, *, to: str | None = No
     else:
         scopes = [robot_scope(fleet.get_robot(s, robot_id).robot_id) for robot_id in robots]
     moved: dict[str, str] = {}
+    was: dict[str, str] = {}  # what each moved scope ran before
     skipped: dict[str, str] = {}
     for scope in scopes:
         # A robot without its own alias follows the fleet's: roll back from that, and pin the robot.
@@ -148,14 +149,15 @@ def rollback(s: Session, robots: list[str] | None = None, *, to: str | None = No
             ran = f" (it only ever had {current.version})" if current else ""
             skipped[scope] = f"{scope} has no previous production version{ran}"
             continue
+        was[scope] = current.version
         policies.set_alias(s, scope, PRODUCTION, target, by=by, why="rollback")
         moved[scope] = target
     if not moved:
         raise Invalid("nothing to roll back: " + ("; ".join(skipped.values()) or "no production aliases"))
-    undone = []
+    undone = []  # the rollouts whose version was running where it was rolled back from
     for row in s.scalars(sa.select(Rollout).where(Rollout.status.in_((ACTIVE, "complete")))):
-        scopes_of_row = {robot_scope(r) for r in row.robots} | ({FLEET} if FLEET in moved else set())
-        if any(moved.get(sc, row.version) != row.version for sc in scopes_of_row):
+        scopes_of_row = {robot_scope(r) for r in row.robots} | {FLEET}
+        if any(was.get(sc) == row.version and moved[sc] != row.version for sc in scopes_of_row):
             row.status, row.decided_at, row.reason = "rolled_back", utcnow(), f"rolled back by {by}"
             undone.append(row.id)
     audit.record(s, "rollback", actor=by, version=to, moved=moved, skipped=skipped, rollouts=undone)
