@@ -231,7 +231,8 @@ def calibrate_threshold(rm: FrameRewardModel, episodes: Sequence[RecordedEpisode
     """The threshold that maximises episode-level agreement on ``episodes`` (ties: frame F1, then the middle of
     the best plateau, so the margin to both sides is largest)."""
     scores = [rm.score(ep.frames[None])[0] for ep in episodes]
-    grid = np.linspace(0.05, 0.99, 95)
+    # linear in the middle, then ever closer to 1: a confident classifier's best threshold can be 0.999
+    grid = np.concatenate([np.linspace(0.05, 0.95, 91), 1 - np.logspace(-1.3, -4, 28)])
     keys = []
     for thr in grid:
         m = _metrics(scores, episodes, rm.config, float(thr))

@@ -65,9 +65,11 @@ def test_train_world_model_then_reward_model_with_agreement(store_root: Path, tm
     assert json.loads((wm / "checkpoint" / "train_state.json").read_text())["step"] == 3
 
     rm_args = ["train", "reward-model", "--data", str(store_root), "--out", str(tmp_path / "rm"), "--preset", "tiny"]
-    r = runner.invoke(app, [*rm_args, "--steps", "3", "--held-out", "0.5", "--world-model", str(wm), "--json"])
+    r = runner.invoke(
+        app, [*rm_args, "--steps", "3", "--held-out", "0.5", "--world-model", str(wm), "--train-on-imagined", "--json"]
+    )
     assert r.exit_code == 0, r.output
-    assert "success agreement" in r.output and "precision" in r.output
+    assert "success agreement" in r.output and "precision" in r.output and "+2 imagined" in r.output
     names = {row["name"] for row in json_lines(r.output)}
     assert {"reward_model/frame", "reward_model/episode", "imagination/success_agreement"} <= names
 
