@@ -132,6 +132,7 @@ class SyncConfig:
     timeout_s: float = 30.0
     keep_loaded: int = 2  # the running version and the one before it (an immediate rollback)
     swap_wait_s: float = 30.0  # how long to wait for the loop to reach a chunk boundary before reporting
+    follow: bool = True  # False: remote inference, the server swaps; heartbeats and reports only
 
 
 @dataclass
@@ -180,6 +181,15 @@ class PolicySyncer:
         policy = getattr(slot, "policy", None)
         if policy is not None:
             self.loaded[slot.version] = policy
+
+    def running_version(self) -> str | None:
+        """What runs now: the slot's version, or, when not following (remote inference), the version
+        that made the last chunk (``RemotePolicy.version``)."""
+        if self.slot is None:
+            return None
+        if not self.config.follow:
+            return str(getattr(getattr(self.slot, "policy", None), "version", self.slot.version))
+        return self.slot.version
 
     def bootstrap(self, timeout_s: float = 300.0) -> tuple[Policy, str]:
         """For a robot that starts with no policy: register, then fetch, check and load the desired
@@ -253,6 +263,8 @@ class PolicySyncer:
         self.status.online = True
         version, sha = desired.get("version"), desired.get("sha256")
         self.status.desired = version
+        if not self.config.follow:
+            return "remote inference: the server swaps"
         if version is None or version == self.slot.version:
             return "up to date"
         with self._lock:
@@ -306,7 +318,7 @@ class PolicySyncer:
     # -- steps --------------------------------------------------------------------------------------
     def _heartbeat(self) -> dict[str, Any]:
         body = {
-            "running_version": self.slot.version if self.slot is not None else None,
+            "running_version": self.running_version(),
             "health": self.health(),
             "last_episode_id": self.last_episode(),
         }
@@ -471,7 +483,9 @@ def run_agent(
         stop_event=stop_event,
     )
     try:
-        if initial_policy:
+        if not config.follow:  # remote inference: chunks (and swaps) come from the server
+            policy, version = _connect_remote(syncer, config, stop_event)
+        elif initial_policy:
             policy = load_policy(initial_policy, robot=robot)
             version = str(getattr(policy, "version", initial_policy))
             try:
@@ -495,7 +509,10 @@ def run_agent(
             last["missed"] += result.missed_deadlines
             if result.steps:
                 last["episode"] = episode_id
-                ran = result.versions[-1] if result.versions else slot.version
+                if config.follow:
+                    ran = (result.versions or (slot.version,))[-1]
+                else:  # the version that made the last chunk, as the server reports it
+                    ran = syncer.running_version() or slot.version
                 syncer.report_episode(
                     episode_id,
                     version=ran,
@@ -510,7 +527,25 @@ def run_agent(
         syncer.poke()
         time.sleep(min(0.5, config.poll_s))  # let the last reports go out
         syncer.stop()
+        close = getattr(getattr(syncer.slot, "policy", None), "close", None)  # a remote policy's socket
+        if close is not None:
+            close()
         robot.disconnect()
+
+
+def _connect_remote(syncer: PolicySyncer, config: SyncConfig, stop: threading.Event) -> tuple[Policy, str]:
+    """Register, then open the inference socket (retrying while nothing is rolled out or the server is down)."""
+    from robot_agent.remote import RemoteError, RemotePolicy
+
+    while True:
+        try:
+            syncer.register()
+            policy = RemotePolicy(config.server, config.robot_id, token=config.token, timeout_s=config.timeout_s)
+            return policy, policy.version
+        except (httpx.HTTPError, RemoteError, OSError) as e:
+            syncer.status.last_error = f"remote inference not ready: {e}"
+        if stop.wait(config.poll_s):
+            raise TimeoutError("stopped before the server served a policy")
 
 
 def main() -> None:
@@ -530,6 +565,7 @@ def main() -> None:
         boundary: str = typer.Option("chunk", help="Swap at the next 'chunk' or 'episode' boundary."),
         realtime: bool = typer.Option(False, help="Pace the loop at the robot's fps (10 Hz)."),
         policy: str | None = typer.Option(None, help="Start on this policy (scripted, random, a folder)."),
+        remote: bool = typer.Option(False, help="Remote inference: chunks from the server (no local GPU/torch)."),
     ) -> None:
         """A simulated robot agent kept in sync with the server (token from FLYWHEEL_TOKEN).
         SIGTERM or Ctrl-C stops it after the current episode."""
@@ -545,6 +581,7 @@ def main() -> None:
             token=os.environ.get("FLYWHEEL_TOKEN"),
             poll_s=poll_s,
             boundary="episode" if boundary == "episode" else "chunk",
+            follow=not remote,
         )
         try:
             n = run_agent(config, task=task, episodes=episodes, max_steps=max_steps, realtime=realtime,

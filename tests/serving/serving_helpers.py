@@ -174,13 +174,14 @@ def upload(client: httpx.Client, folder: Path) -> httpx.Response:
 
 
 def start_agent(
-    server: Server, robot_id: str, cache: Path, *, max_steps: int = 12, poll_s: float = 0.2, **flags: str
+    server: Server, robot_id: str, cache: Path, *switches: str, max_steps: int = 12, poll_s: float = 0.2, **flags: str
 ) -> subprocess.Popen[bytes]:
     """The simulated robot agent as its own process: ``python -m robot_agent.sync``."""
     args = [sys.executable, "-m", "robot_agent.sync", "--server", server.url, "--robot-id", robot_id,
             "--cache", str(cache), "--max-steps", str(max_steps), "--poll-s", str(poll_s)]  # fmt: skip
     for k, v in flags.items():
         args += [f"--{k.replace('_', '-')}", v]
+    args += list(switches)  # e.g. "--remote"
     env = server_env(server.data_dir, FLYWHEEL_TOKEN=server.operator, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
     log = cache.parent / f"agent-{robot_id}.log"
     return subprocess.Popen(args, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT)

@@ -3,6 +3,7 @@ a refused version (NaN health probe) while the old one keeps serving, and protoc
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from data_store.schema import Observation
 from robot_agent.remote import RemoteError, RemotePolicy, decode_array, encode_array, pack, unpack
-from tests.serving.serving_helpers import SIM_SPEC, Server, upload
+from tests.serving.serving_helpers import SIM_SPEC, Server, start_agent, upload, wait_until
 
 
 def test_codec_round_trips_arrays_without_pickle() -> None:
@@ -78,3 +79,32 @@ def test_remote_inference_needs_an_operator_and_a_version(server: Server) -> Non
         op.post("/robots", json={"robot_id": "fresh", "spec": SIM_SPEC.to_json()})
     with pytest.raises(RemoteError, match="no desired version"):
         RemotePolicy(server.url, "fresh", token=server.operator)
+
+
+@pytest.mark.slow  # ~20 s: an agent process with the simulated arm
+def test_agent_process_with_remote_inference(server: Server, artifacts: dict[str, Path], tmp_path: Path) -> None:
+    """A robot without a local policy runtime: the agent loop takes its chunks over the socket, its
+    episodes and heartbeats name the version the server served, and a rollout changes it."""
+    with server.client(server.admin) as admin:
+        v1, v2 = (upload(admin, artifacts[k]).json()["policy"]["version"] for k in ("v1", "v2"))
+        agent = start_agent(server, "remote-arm", tmp_path / "cache", "--remote")
+        try:
+            wait_until("remote-arm registered", lambda: admin.get("/robots/remote-arm").status_code == 200)
+            admin.post("/rollouts", json={"version": v1, "robots": ["remote-arm"]})
+
+            def episodes(version: str) -> list[dict[str, Any]]:
+                params = {"robot_id": "remote-arm", "policy_version": version}
+                found: list[dict[str, Any]] = admin.get("/episodes", params=params).json()
+                return found
+
+            wait_until("an episode under v1", lambda: episodes(v1), 90)
+            admin.post("/rollouts", json={"version": v2, "robots": ["remote-arm"]})
+            wait_until("an episode under v2", lambda: episodes(v2), 60)
+            wait_until("heartbeats naming v2", lambda: admin.get("/robots/remote-arm").json()["running_version"] == v2)
+            assert not (tmp_path / "cache" / v2).exists()  # nothing was downloaded to the robot
+            swaps = admin.get("/audit", params={"robot_id": "remote-arm", "action": "swap"}).json()
+            assert swaps[0]["detail"]["remote"] is True and swaps[0]["version"] == v2
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(timeout=30)
+        assert agent.returncode == 0, (tmp_path / "agent-remote-arm.log").read_text()[-2000:]
