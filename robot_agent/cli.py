@@ -5,6 +5,7 @@ Heavy imports (mujoco, zarr, torch through vla) live inside the commands, so ``f
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from enum import StrEnum
@@ -52,8 +53,11 @@ class _LiveSteps:
 def run(
     robot_name: str = typer.Option("sim", "--robot", help="Robot backend: sim, dds, lerobot."),
     task: str = typer.Option("drawer-close", "--task", help="Task (sim: a registry or Meta-World v3 name)."),
-    policy_spec: str = typer.Option(
-        "scripted", "--policy", help="scripted | random | replay:EPISODE_ID | artifact:DIR (or a policy directory)."
+    policy_spec: str | None = typer.Option(
+        None,
+        "--policy",
+        help="scripted | random | replay:EPISODE_ID | artifact:DIR (or a policy directory) | server "
+        "(the version the server wants for this robot). Default: scripted, or server with --server.",
     ),
     episodes: int = typer.Option(10, "--episodes", min=1, help="Episodes to run."),
     store_dir: Path = typer.Option(
@@ -72,6 +76,17 @@ def run(
     safety: str | None = typer.Option(None, "--safety", help="Safety preset: default | sim | off (default: robot's)."),
     buffer_s: float = typer.Option(
         1.0, "--buffer-s", min=0.0, help="Recorder buffer: a crash loses at most this much (0: publish every step)."
+    ),
+    server: str | None = typer.Option(
+        None,
+        "--server",
+        envvar="FLYWHEEL_SERVER",
+        help="Control-plane URL: follow its rollouts and rollbacks (hot swap) and index episodes there.",
+    ),
+    token: str | None = typer.Option(None, "--token", envvar="FLYWHEEL_TOKEN", help="API token for --server."),
+    swap_at: str = typer.Option("chunk", "--swap-at", help="With --server: swap at the next 'chunk' or 'episode'."),
+    cache: Path = typer.Option(
+        "flywheel_data/robot_cache", "--cache", help="With --server: where downloaded policy versions are kept."
     ),
 ) -> None:
     """Run EPISODES episodes of POLICY on ROBOT and record each one into the episode store.
@@ -108,14 +123,32 @@ def run(
         _fail(str(e))
     except ValueError as e:
         _fail(str(e))
+    if swap_at not in ("chunk", "episode"):
+        raise typer.BadParameter("expected 'chunk' or 'episode'", param_hint="--swap-at")
+    policy_spec = policy_spec or ("server" if server else "scripted")
+    if policy_spec == "server" and not server:
+        raise typer.BadParameter("'server' needs --server URL", param_hint="--policy")
     store = EpisodeStore(store_dir)
+    syncer = _syncer(server, robot, robot_id, token, swap_at, cache) if server else None
     try:
-        policy = load_policy(policy_spec, robot=robot, store=store, noise=noise, seed=seed)
+        if syncer is not None and policy_spec == "server":
+            console.print(f"waiting for the version {server} wants for {robot_id} ...")
+            policy, version = syncer.bootstrap()
+        else:
+            policy = load_policy(policy_spec, robot=robot, store=store, noise=noise, seed=seed)
+            version = str(getattr(policy, "version", policy_spec))
     except ValueError as e:
         robot.disconnect()
         raise typer.BadParameter(str(e), param_hint="--policy") from None
-    version = str(getattr(policy, "version", policy_spec))
+    except TimeoutError as e:
+        robot.disconnect()
+        _fail(f"no policy to run: {e}")
     slot = PolicySlot(policy, version)
+    if syncer is not None:
+        syncer.attach(slot)
+        with contextlib.suppress(Exception):  # the server may be down: the robot runs what it has
+            syncer.register()
+        syncer.start()
 
     stop = threading.Event()
 
@@ -169,6 +202,17 @@ def run(
                     if verdict is not None:
                         store.label(writer.episode_id, verdict)
                     progress.start()
+                if syncer is not None:
+                    final = _final_success(store, result)
+                    syncer.report_episode(
+                        writer.episode_id,
+                        version=result.versions[-1] if result.versions else slot.version,
+                        task=task,
+                        success=None if final == "unknown" else final == "true",
+                        length=result.steps,
+                        reason=result.reason,
+                    )
+                    syncer.at_episode_boundary()
                 successes = sum(1 for _, r in results if _final_success(store, r) == "true")
                 progress.update(episodes_bar, advance=1, note=f"success {successes}/{len(results)}")
                 if result.reason == "operator interrupt":
@@ -176,8 +220,25 @@ def run(
     finally:
         if in_main_thread:
             signal.signal(signal.SIGINT, previous_handler)
+        if syncer is not None:
+            syncer.poke()  # send the last episode reports before stopping
+            syncer.stop()
         robot.disconnect()
     _summary(store, store_dir, results)
+
+
+def _syncer(server: str, robot: Any, robot_id: str, token: str | None, swap_at: str, cache: Path) -> Any:
+    """The background thread that keeps this robot on the server's desired version (``robot_agent.sync``)."""
+    from robot_agent.sync import PolicySyncer, SyncConfig
+
+    config = SyncConfig(
+        server=server,
+        robot_id=robot_id,
+        cache_dir=cache,
+        token=token,
+        boundary="episode" if swap_at == "episode" else "chunk",
+    )
+    return PolicySyncer(None, robot.spec, config)
 
 
 def _instruction(robot: Any, task: str, seed: int) -> str:
