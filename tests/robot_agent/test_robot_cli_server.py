@@ -22,29 +22,29 @@ def test_run_follows_the_server(tmp_path: Path) -> None:
     from serving.settings import Settings
 
     version = make_artifact(tmp_path / "policy", seed=3)
-    with EmbeddedServer(Settings(data_dir=tmp_path / "server", auth=False)) as server:
-        with httpx.Client(base_url=server.url, timeout=60) as http:
-            r = http.post("/policies/from-path", json={"path": str(tmp_path / "policy")})
-            assert r.status_code == 201, r.text
-            assert r.json()["policy"]["version"] == version
-            r = http.post("/rollouts", json={"version": version})  # the fleet: robots that join later follow it
-            assert r.status_code in (200, 201), r.text
+    server = EmbeddedServer(Settings(data_dir=tmp_path / "server", auth=False))
+    with server, httpx.Client(base_url=server.url, timeout=60) as http:
+        r = http.post("/policies/from-path", json={"path": str(tmp_path / "policy")})
+        assert r.status_code == 201, r.text
+        assert r.json()["policy"]["version"] == version
+        r = http.post("/rollouts", json={"version": version})  # the fleet: robots that join later follow it
+        assert r.status_code in (200, 201), r.text
 
-            store_dir = tmp_path / "episodes"
-            args = ["robot", "run", "--server", server.url, "--robot-id", "arm-7", "--episodes", "2",
-                    "--max-steps", "12", "--store", str(store_dir), "--cache", str(tmp_path / "cache")]  # fmt: skip
-            result = CliRunner().invoke(app, args)
-            assert result.exit_code == 0, result.output
+        store_dir = tmp_path / "episodes"
+        args = ["robot", "run", "--server", server.url, "--robot-id", "arm-7", "--episodes", "2",
+                "--max-steps", "12", "--store", str(store_dir), "--cache", str(tmp_path / "cache")]  # fmt: skip
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
 
-            episodes = EpisodeStore(store_dir).episodes()
-            assert len(episodes) == 2
-            assert {e.policy_version for e in episodes} == {version}
-            assert all(e.robot_id == "arm-7" and e.length == 12 for e in episodes)
+        episodes = EpisodeStore(store_dir).episodes()
+        assert len(episodes) == 2
+        assert {e.policy_version for e in episodes} == {version}
+        assert all(e.robot_id == "arm-7" and e.length == 12 for e in episodes)
 
-            indexed = http.get("/episodes", params={"robot_id": "arm-7"}).json()
-            rows = indexed["episodes"] if isinstance(indexed, dict) else indexed
-            assert {row["episode_id"] for row in rows} == {e.episode_id for e in episodes}
-            assert {row["policy_version"] for row in rows} == {version}
+        indexed = http.get("/episodes", params={"robot_id": "arm-7"}).json()
+        rows = indexed["episodes"] if isinstance(indexed, dict) else indexed
+        assert {row["episode_id"] for row in rows} == {e.episode_id for e in episodes}
+        assert {row["policy_version"] for row in rows} == {version}
 
 
 def test_policy_server_needs_a_server(tmp_path: Path) -> None:
