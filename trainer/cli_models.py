@@ -118,6 +118,9 @@ def world_model(
     camera: str = typer.Option("", help="Camera to model (default: each episode's first)."),
     held_out: float = typer.Option(0.25, min=0.0, max=0.9, help="Fraction of episodes held out for the quality table."),
     sampling_steps: int = typer.Option(2, min=1, max=10, help="Sampling steps for the quality replay."),
+    context_noise: float | None = typer.Option(
+        None, min=0.0, max=0.5, help="Max noise level on context frames in training (default: the preset's, 0.05)."
+    ),
     seed: int = typer.Option(0),
     threads: int = typer.Option(0, min=0, help=THREADS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Also print the figures as JSON lines."),
@@ -151,6 +154,7 @@ def world_model(
         manifest={"held_out_ids": sorted(e.episode_id for e in test_eps)},
         on_log=(lambda s, v: emit("world_model/train", "loss", v, "mse", run_cfg, step=s)) if as_json else None,
         progress=True,
+        context_noise=context_noise,
     )
     first, last = result.losses[0][1] if result.losses else float("nan"), result.losses[-1][1] if result.losses else 0
     console.print(

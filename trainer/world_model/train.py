@@ -82,6 +82,7 @@ def fit_world_model(
     manifest: dict[str, Any] | None = None,
     on_log: Callable[[int, float], None] | None = None,
     progress: bool = True,
+    context_noise: float | None = None,
 ) -> TrainResult:
     """Train on ``episodes`` and write the model to ``out`` (safetensors + config.json + manifest.json)."""
     out = Path(out)
@@ -100,6 +101,8 @@ def fit_world_model(
         cfg = config or WorldModelConfig()
         mean, std = fit_action_stats(episodes)
         cfg = cfg.replace(action_mean=mean, action_std=std, action_dim=len(mean))
+    if context_noise is not None:  # a training-only setting: it may change when fine-tuning a trained model
+        cfg = cfg.replace(context_noise=context_noise)
     torch.manual_seed(train.seed)
     net = ChunkDenoiser(cfg)
     if weights is not None:
