@@ -160,8 +160,10 @@ def world_model(
     console.print(
         f"trained {result.steps} steps in {result.seconds:.0f} s; loss {first:.4f} -> {last:.4f}; saved {out}"
     )
-    if test_eps:
-        _quality_report(out, test_eps, sampling_steps, seed, run_cfg, as_json)
+    seen = set(json.loads((out / "manifest.json").read_text()).get("seen_ids", []))
+    unseen = [e for e in episodes if e.episode_id not in seen]  # held out here, and by any parent model
+    if unseen:
+        _quality_report(out, unseen, sampling_steps, seed, run_cfg, as_json)
 
 
 def _quality_report(
@@ -205,7 +207,7 @@ def reward_model(
     policy_version: str = typer.Option("", help="Only episodes of this policy version."),
     camera: str = typer.Option("", help="Camera (default: each episode's first)."),
     held_out: float = typer.Option(
-        0.25, min=0.05, max=0.9, help="Fraction held out for testing (same split as world-model)."
+        0.25, min=0.05, max=0.9, help="Fraction held out for testing (with --world-model: the episodes it never saw)."
     ),
     sampling_steps: int = typer.Option(2, min=1, max=10, help="World-model sampling steps for the agreement replay."),
     seed: int = typer.Option(0),
@@ -230,7 +232,16 @@ def reward_model(
         raise typer.BadParameter("--train-on-imagined needs --world-model", param_hint="--train-on-imagined")
     episodes = [e for e in _load(data, task, policy_version, camera) if e.success is not None]
     set_threads(threads)
-    train_eps, test_eps = split_held_out(episodes, held_out, seed=seed)
+    if world_model_dir is not None:
+        # the honest test: episodes the world model never trained on (nor did its parents)
+        manifest = json.loads((world_model_dir / "manifest.json").read_text())
+        seen = set(manifest.get("seen_ids") or manifest.get("dataset", {}).get("ids", []))
+        train_eps = [e for e in episodes if e.episode_id in seen]
+        test_eps = [e for e in episodes if e.episode_id not in seen]
+        if not test_eps:
+            _fail(f"every matching episode was seen by the world model in {world_model_dir}: nothing to test on")
+    else:
+        train_eps, test_eps = split_held_out(episodes, held_out, seed=seed)
     if not any(e.success for e in train_eps) or not any(e.success is False for e in train_eps):
         _fail("the reward model needs both successful and failed labelled episodes")
     wm = PixelWorldModel.load(world_model_dir, sampling_steps=sampling_steps, seed=seed) if world_model_dir else None

@@ -189,3 +189,5 @@ def test_held_out_split_keeps_every_task_and_outcome() -> None:
     assert len(train) + len(held) == 16 and not {e.episode_id for e in train} & {e.episode_id for e in held}
     assert {(e.task, e.success) for e in held} == {("a", True), ("a", False), ("b", True), ("b", False)}
     assert split_held_out(eps, 0.25, seed=0)[1] == held
+    only_b = split_held_out([e for e in eps if e.task == "b"], 0.25, seed=0)[1]
+    assert only_b == [e for e in held if e.task == "b"]  # a task filter keeps the same test episodes

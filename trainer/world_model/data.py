@@ -13,6 +13,7 @@ frames of an episode, where success shows, are trained on as often as any other.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,8 +90,11 @@ def load_episodes(
 def split_held_out(
     episodes: Sequence[RecordedEpisode], fraction: float, seed: int = 0
 ) -> tuple[list[RecordedEpisode], list[RecordedEpisode]]:
-    """Hold out ``fraction`` of each (task, outcome) group, at least one per group that has two or more."""
-    rng = np.random.default_rng(seed)
+    """Hold out ``fraction`` of each (task, outcome) group, at least one per group that has two or more.
+
+    Each group is shuffled by its own seed (from ``seed`` and the group's name), so filtering by task picks the
+    same held-out episodes as the unfiltered split: a world model and a reward model trained with different
+    filters never see each other's test episodes."""
     groups: dict[tuple[str, bool | None], list[RecordedEpisode]] = {}
     for ep in episodes:
         groups.setdefault((ep.task, ep.success), []).append(ep)
@@ -98,7 +102,7 @@ def split_held_out(
     held: list[RecordedEpisode] = []
     for key in sorted(groups, key=str):
         group = sorted(groups[key], key=lambda e: e.episode_id)
-        order = rng.permutation(len(group))
+        order = np.random.default_rng([seed, zlib.crc32(str(key).encode())]).permutation(len(group))
         n_held = round(fraction * len(group)) if len(group) >= 2 else 0
         n_held = max(n_held, 1) if len(group) >= 2 and fraction > 0 else n_held
         held += [group[i] for i in order[:n_held]]

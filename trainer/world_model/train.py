@@ -16,6 +16,7 @@ run draws the same batches as an uninterrupted one.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -117,6 +118,8 @@ def fit_world_model(
     info = {
         "run": {"finetune_from": _describe(finetune_from), "train": dict(train.__dict__)},
         "dataset": {"episodes": len(episodes), "windows": len(windows), "ids": sorted(e.episode_id for e in episodes)},
+        # every episode this model or its parents trained on: what a fair test must leave out
+        "seen_ids": sorted({e.episode_id for e in episodes} | set(_parent_seen(finetune_from))),
         **(manifest or {}),
     }
     result = TrainResult(model=PixelWorldModel(net))
@@ -202,6 +205,14 @@ def train_world_model(
         progress=progress,
     )
     return result.model
+
+
+def _parent_seen(source: object) -> list[str]:
+    """Episode ids the parent model (a directory) trained on, from its manifest; [] when unknown."""
+    if source is None or isinstance(source, PixelWorldModel):
+        return []
+    manifest = json.loads((Path(str(source)) / "manifest.json").read_text())
+    return list(manifest.get("seen_ids") or manifest.get("dataset", {}).get("ids", []))
 
 
 def _describe(source: object) -> str | None:
