@@ -7,6 +7,8 @@ without an extra installed still runs every other command.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from data_store.cli import app as data_app
@@ -35,14 +37,32 @@ app.command()(beat)
 
 @app.command()
 def demo(
-    out: str = typer.Option("flywheel_data", help="Folder for the demo's episodes, models and reports."),
+    out: Path = typer.Option(Path("flywheel_data/demo"), help="Folder for the demo's episodes, models and report."),
     task: str = typer.Option("drawer-close", help="Meta-World task the simulated arm runs."),
-    episodes: int = typer.Option(5, min=1, help="Episodes of the scripted expert to record."),
+    demos: int = typer.Option(5, min=1, help="Scripted-expert demonstrations the base policy learns from."),
+    base_episodes: int = typer.Option(16, min=2, help="Episodes the deployed base records (the cycle's data)."),
+    after_episodes: int = typer.Option(16, min=1, help="Episodes recorded after the candidate's hot swap."),
+    quick: bool = typer.Option(False, help="Smallest sizes that run every stage (a smoke test, not a result)."),
 ) -> None:
-    """The flywheel on one machine with embedded defaults (no Redis, PostgreSQL or GPU)."""
-    from flywheel.demo import run_demo
+    """The whole flywheel on one machine, embedded defaults (no Redis, PostgreSQL or GPU): demonstrations →
+    base policy → deploy and record → world model, reward model, imagined GRPO → hot swap → before/after."""
+    from dataclasses import replace
 
-    run_demo(out=out, task=task, episodes=episodes)
+    from flywheel.demo import DemoConfig, run_demo
+
+    try:
+        from sim.tasks import resolve_task
+
+        task = resolve_task(task).name
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--task") from None
+    if quick:
+        config = DemoConfig.quick(out, task)
+    else:
+        config = replace(
+            DemoConfig(out=out, task=task), demos=demos, base_episodes=base_episodes, after_episodes=after_episodes
+        )
+    run_demo(config)
 
 
 def main() -> None:
