@@ -76,9 +76,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         base = http.register(base_dir)
         http.rollout(base)
         _stage(3, f"deploy: base {base} rolled out; the robot records {config.base_episodes} episodes with it")
-        _robot_run(
-            config, store_dir, policy="server", episodes=config.base_episodes, seed=config.seed, server=server.url
-        )
+        _robot_run(config, store_dir, policy="server", episodes=config.base_episodes, seed=config.seed,
+                   max_steps=config.max_steps, server=server.url)  # fmt: skip
 
         _stage(4, "the trainer's cycle: world model → reward model → imagined GRPO → evaluate → register")
         run = _cycle(config, out, store_dir, base_dir)
@@ -110,8 +109,8 @@ def _robot_run(
     policy: str,
     episodes: int,
     seed: int,
+    max_steps: int | None,
     server: str | None = None,
-    max_steps: int | None | bool = True,
 ) -> None:
     """``flywheel robot run`` itself, called as a function (the operator's command, live display and all)."""
     from robot_agent.cli import LabelMode
@@ -119,7 +118,7 @@ def _robot_run(
 
     robot_run(
         robot_name="sim", task=config.task, policy_spec=policy, episodes=episodes, store_dir=store_dir, seed=seed,
-        max_steps=config.max_steps if max_steps is True else max_steps, noise=0.1, label=LabelMode.sim, camera=None, size=64, robot_id="sim-0",
+        max_steps=max_steps, noise=0.1, label=LabelMode.sim, camera=None, size=64, robot_id="sim-0",
         realtime=False, safety=None, buffer_s=1.0, server=server, token=None, swap_at="episode",
         cache=config.out / "robot_cache",
     )  # fmt: skip
@@ -172,7 +171,13 @@ def _run_with_rollout(config: DemoConfig, store_dir: Path, server: str, http: _H
     robot = threading.Thread(
         target=_robot_run,
         args=(config, store_dir),
-        kwargs=dict(policy="server", episodes=1 + config.after_episodes, seed=config.seed - 1, server=server),
+        kwargs=dict(
+            policy="server",
+            episodes=1 + config.after_episodes,
+            seed=config.seed - 1,
+            max_steps=config.max_steps,
+            server=server,
+        ),
         name="demo-robot",
     )
     robot.start()
@@ -264,8 +269,11 @@ def _markdown(report: dict[str, Any], path: Path) -> None:
     lines += ["", "![before and after](report.png)", "", "## The cycle", ""]
     lines += [f"- {k}: {v:.4g}" for k, v in sorted(report["cycle_metrics"].items())]
     if report["success"]["base"]["version"] == report["success"]["candidate"]["version"]:
-        lines += ["", "The candidate is the base itself: imagined GRPO made no update (every group was filtered: "
-                  "all rollouts of a start succeeded or all failed), so its weights, and version, are the base's."]  # fmt: skip
+        lines += [
+            "",
+            "The candidate is the base itself: imagined GRPO made no update (every group was filtered: all "
+            "rollouts of a start succeeded or all failed), so its weights, and version, are the base's.",
+        ]
     lines += ["", f"Versions the robot ran after the rollout call, episode by episode: "
               f"{', '.join(report['versions_after_rollout'])}", ""]  # fmt: skip
     path.write_text("\n".join(lines))
