@@ -28,6 +28,11 @@ def register(train: typer.Typer, bench: typer.Typer) -> None:
         kir_share: float = typer.Option(0.5, min=0.0, max=1.0, help="Share of keyframe starts (WoVR KIR); 0: WMPO."),
         preset: str = typer.Option("cpu", help="GRPO preset: paper | cpu | tiny."),
         lr: float | None = typer.Option(None, help="Learning rate (default: the preset's)."),
+        temperature: float | None = typer.Option(
+            None,
+            min=0.05,
+            help="Sampling temperature (papers: 1.6; `bench paper` calibrates 1.3 for the small policy).",
+        ),
         length_normalised: bool = typer.Option(False, help="WoVR's 1/T_valid loss instead of token-mean."),
         robots: str = typer.Option("", help="Comma-separated robot ids whose episodes to use (default: all)."),
         seed: int = typer.Option(0),
@@ -57,7 +62,7 @@ def register(train: typer.Typer, bench: typer.Typer) -> None:
         pol = load_artifact(policy)
         wm, rm = load_models(world_model, reward_model)
         cfg = WMPOConfig(
-            grpo=grpo_lib.config(preset, lr=lr, length_normalised=length_normalised or None),
+            grpo=grpo_lib.config(preset, lr=lr, temperature=temperature, length_normalised=length_normalised or None),
             iterations=iterations,
             kir_share=kir_share,
             seed=seed,
