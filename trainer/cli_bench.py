@@ -30,6 +30,18 @@ def _tasks(value: str | None) -> tuple[str, ...] | None:
     return names
 
 
+def _variants(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    from trainer.paper_bench import VARIANTS
+
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown or not names:
+        raise typer.BadParameter(f"--variants: choose from {', '.join(VARIANTS)}")
+    return names
+
+
 def register(train: typer.Typer, bench: typer.Typer) -> None:
     """Add `bench paper`, `bench lifelong` and `bench rl-cost`."""
 
@@ -42,6 +54,9 @@ def register(train: typer.Typer, bench: typer.Typer) -> None:
         iterations: int | None = typer.Option(None, min=1, help="GRPO updates per RL stage in imagination."),
         quick: bool = typer.Option(False, "--quick", help="A tiny smoke configuration (one task, tiny models)."),
         preset: str = typer.Option("default", help="Configuration: default | reduced | quick."),
+        variants: str | None = typer.Option(
+            None, help="Comma-separated rows to run (base,grpo_sim,wmpo,wmpo_kir,wmpo_kir_coevo; default: all)."
+        ),
     ) -> None:
         """WMPO's table on the simulated arm, from an empty store: Base, GRPO in the simulator, WMPO,
         WMPO + KIR, WMPO + KIR + co-evolution; success with 95% intervals, as JSON lines and report.md."""
@@ -57,6 +72,7 @@ def register(train: typer.Typer, bench: typer.Typer) -> None:
             "budget": budget,
             "eval_episodes": eval_episodes,
             "rl_iterations": iterations,
+            "variants": _variants(variants),
         }
         cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
         run_bench(cfg, out)

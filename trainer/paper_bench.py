@@ -80,6 +80,7 @@ class BenchConfig:
     world_model_steps: int | None = None  # None: the world-model trainer's default
     reward_model_preset: str = "small"  # trainer/reward_model PRESETS
     reward_model_steps: int | None = None
+    variants: tuple[str, ...] = VARIANTS  # which rows to run (two processes can split them over one --out)
     max_steps: int | None = None  # episode length cap (None: the task's own); a smoke run shortens it
     imagine_horizon: int | None = None  # imagined episode length (None: the real one); shorter is cheaper
     seed: int = 0
@@ -87,6 +88,7 @@ class BenchConfig:
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["tasks"] = list(self.tasks)
+        d["variants"] = list(self.variants)
         return d
 
 
@@ -377,18 +379,12 @@ def run_bench(cfg: BenchConfig, out: Path, echo: Callable[[str], None] | None = 
     base = train_base(store, out / "base_policy", cfg)
     rec.emit("paper/stage/base", "wall_time", time.perf_counter() - t0, "s")
 
-    results: dict[tuple[str, str], tuple[int, int]] = {}
     for task in cfg.tasks:
-        for variant, outcome in run_task(task, base, store, cfg, rec, out).items():
-            results[(task, variant)] = outcome
-    for name in VARIANTS:
-        wins = sum(results[(t, name)][0] for t in cfg.tasks)
-        n = sum(results[(t, name)][1] for t in cfg.tasks)
-        rate, lo, hi = wilson(wins, n)
-        rec.emit(f"paper/overall/{name}", "success_rate", rate, "fraction", ci95=[lo, hi], n=n)
-    rec.emit("paper/total", "wall_time", time.perf_counter() - t0, "s")
-    write_report(rec.lines, cfg, out)
-    return rec.lines
+        run_task(task, base, store, cfg, rec, out)
+    rec.emit("paper/total", "wall_time", time.perf_counter() - t0, "s", variants=list(cfg.variants))
+    lines = with_overall(read_results(out / "results.jsonl"), cfg.tasks)
+    write_report(lines, cfg, out)
+    return lines
 
 
 def run_task(
@@ -445,7 +441,8 @@ def run_task(
     imagination = build_imagination(store, task, wm, rm, run.horizon, wcfg, run.camera)
     kir_imagination = build_imagination(store, task, wm, rm, run.horizon, kcfg, run.camera)
     rec.emit(f"paper/{task}/keyframes", "found", float(kir_imagination.keyframes_found), "keyframes")
-    stage("diagnose", lambda: diagnose(run, base, wm, rm, cfg, rec, imagination))
+    if "base" in cfg.variants:
+        stage("diagnose", lambda: diagnose(run, base, wm, rm, cfg, rec, imagination))
 
     outcomes: dict[str, tuple[int, int]] = {}
     real = {
@@ -475,15 +472,22 @@ def run_task(
             )
         rec.emit(f"paper/{task}/{name}", "success_rate", rate, "fraction", ci95=[lo, hi], n=n, real_episodes=real[name])
 
-    result("base", base)
+    if "base" in cfg.variants:
+        result("base", base)
 
     # WMPO: imagined GRPO from first frames; then with keyframe starts (WoVR KIR)
-    policy = fresh()
-    rl_history("wmpo", stage("wmpo", lambda: wmpo(policy, imagination, wcfg)))
-    result("wmpo", policy)
-    policy = fresh()
-    rl_history("wmpo_kir", stage("wmpo_kir", lambda: wmpo(policy, kir_imagination, kcfg)))
-    result("wmpo_kir", policy)
+    if "wmpo" in cfg.variants:
+        policy = fresh()
+        rl_history("wmpo", stage("wmpo", lambda: wmpo(policy, imagination, wcfg)))
+        result("wmpo", policy)
+    if "wmpo_kir" in cfg.variants:
+        policy = fresh()
+        rl_history("wmpo_kir", stage("wmpo_kir", lambda: wmpo(policy, kir_imagination, kcfg)))
+        result("wmpo_kir", policy)
+    if "wmpo_kir_coevo" not in cfg.variants and "grpo_sim" not in cfg.variants:
+        return outcomes
+    if "wmpo_kir_coevo" in cfg.variants and "wmpo_kir" not in cfg.variants:
+        policy = load_artifact(run.dir / "wmpo_kir_policy")  # WMPO + KIR's policy from a run before this one
 
     # PACE: WMPO + KIR's policy → extra real episodes → refit world/reward model → more RL
     def pace_collect(p: Any, n: int) -> Any:
@@ -495,21 +499,24 @@ def run_task(
     def rebuild(w: Any, r: Any) -> Imagination:
         return build_imagination(store, task, w, r, run.horizon, kcfg, run.camera)
 
-    history, _ = stage(
-        "wmpo_kir_coevo",
-        lambda: coevolve(
-            policy,
-            kir_imagination,
-            kcfg,
-            cfg.coevo_extra,
-            pace_collect,
-            pace_refit,
-            rebuild,
-            stage_iterations=(0, cfg.coevo_iterations),
-        ),
-    )
-    rl_history("wmpo_kir_coevo", history)
-    result("wmpo_kir_coevo", policy)
+    if "wmpo_kir_coevo" in cfg.variants:
+        history, _ = stage(
+            "wmpo_kir_coevo",
+            lambda: coevolve(
+                policy,
+                kir_imagination,
+                kcfg,
+                cfg.coevo_extra,
+                pace_collect,
+                pace_refit,
+                rebuild,
+                stage_iterations=(0, cfg.coevo_iterations),
+            ),
+        )
+        rl_history("wmpo_kir_coevo", history)
+        result("wmpo_kir_coevo", policy)
+    if "grpo_sim" not in cfg.variants:
+        return outcomes
 
     # GRPO in the simulator with the same P episodes: both App. B settings, the better one is reported
     best: tuple[int, int] | None = None
@@ -531,6 +538,40 @@ def run_task(
     outcomes["grpo_sim"] = best
     result("grpo_sim", None)
     return outcomes
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """Every line of a results file, the last one of each (name, figure) winning (re-runs, parallel processes)."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for raw in path.read_text().splitlines():
+        line = json.loads(raw)
+        latest[(line["name"], line["figure"])] = line
+    return list(latest.values())
+
+
+def with_overall(lines: list[dict[str, Any]], tasks: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Add ``paper/overall/<variant>`` (pooled over tasks) for each variant evaluated on every task."""
+    lines = [ln for ln in lines if not ln["name"].startswith("paper/overall/")]
+    per = {(ln["name"].split("/")[1], ln["name"].split("/")[2]): ln for ln in lines if ln["figure"] == "success_rate"}
+    for variant in VARIANTS:
+        cells = [per.get((t, variant)) for t in tasks]
+        if any(c is None for c in cells):
+            continue
+        wins = sum(round(c["value"] * c["n"]) for c in cells if c is not None)
+        n = sum(c["n"] for c in cells if c is not None)
+        rate, lo, hi = wilson(wins, n)
+        lines.append(
+            {
+                "name": f"paper/overall/{variant}",
+                "figure": "success_rate",
+                "value": rate,
+                "unit": "fraction",
+                "ci95": [lo, hi],
+                "n": n,
+                "machine": machine(),
+            }
+        )
+    return lines
 
 
 # ------------------------------------------------------------------------------------------- report

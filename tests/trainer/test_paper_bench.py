@@ -68,6 +68,6 @@ def test_quick_bench_end_to_end(tmp_path: Path) -> None:
     assert len(base) == cfg.budget and all("seed" in i.meta for i in base)
     assert len(store.episodes(task=task, robot_id="evolved")) == cfg.coevo_extra
     saved = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
-    assert len(saved) == len(lines)
+    assert {ln["name"] for ln in saved} == {ln["name"] for ln in lines if not ln["name"].startswith("paper/overall/")}
     assert any(ln["name"] == f"paper/{task}/world_model" for ln in saved)  # the diagnostics ran
     assert "WMPO + KIR + co-evolution" in (tmp_path / "report.md").read_text()
