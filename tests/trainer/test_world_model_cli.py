@@ -95,3 +95,15 @@ def test_user_mistakes_are_one_line(store_root: Path, tmp_path: Path) -> None:
     assert r.exit_code != 0 and "needs --world-model" in flat(r.output)
     r = runner.invoke(app, ["bench", "world-model", "--sampling-steps", "0,2"])
     assert r.exit_code != 0 and "1..10" in flat(r.output)
+
+
+def test_bench_prints_world_model_and_simulator_side_by_side() -> None:
+    args = ["--preset", "tiny", "--batch", "2", "--sampling-steps", "1,2", "--seconds", "0.5", "--train-steps", "1"]
+    r = runner.invoke(app, ["bench", "world-model", *args, "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    rows = json_lines(r.output)
+    figures = {(row["name"], row["figure"], row["config"].get("sampling_steps")) for row in rows}
+    assert ("sim/drawer-close", "step_render_rate", None) in figures
+    assert {("world_model/imagine", "frames_per_s", s) for s in (1, 2)} <= figures
+    assert ("world_model/train", "steps_per_s", None) in figures
+    assert all(row["value"] > 0 and row["machine"]["cores"] for row in rows)

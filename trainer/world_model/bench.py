@@ -123,7 +123,6 @@ def run_bench(cfg: BenchConfig, echo: Callable[[str], None] | None = print) -> l
         "steps_per_s",
         1.0 / per_step,
         "steps/s",
-        train_batch=cfg.train_batch,
         params=params,
         **base,
     )
@@ -132,7 +131,6 @@ def run_bench(cfg: BenchConfig, echo: Callable[[str], None] | None = print) -> l
         "windows_per_s",
         cfg.train_batch / per_step,
         "chunks/s",
-        train_batch=cfg.train_batch,
         **base,
     )
     emit("world_model/train", "peak_rss", peak_rss_mb(), "MiB", **base)
