@@ -98,7 +98,7 @@ def run(
     from robot_agent.loop import EpisodeInterrupted, EpisodeResult, Runtime
     from robot_agent.policies import load_policy
     from robot_agent.recorder import Recorder
-    from robot_agent.robots.base import MissingDependency, Robot, make_robot
+    from robot_agent.robots.base import MissingDependency, Robot, RobotFault, make_robot
     from robot_agent.safety import SafetyConfig
     from robot_agent.slot import PolicySlot
 
@@ -217,6 +217,8 @@ def run(
                 progress.update(episodes_bar, advance=1, note=f"success {successes}/{len(results)}")
                 if result.reason == "operator interrupt":
                     break
+    except RobotFault as e:  # the hardware stopped: what was recorded is kept (the episode is aborted)
+        _fail(f"robot {robot_name!r}: {e}")
     finally:
         if in_main_thread:
             signal.signal(signal.SIGINT, previous_handler)

@@ -26,6 +26,10 @@ class MissingDependency(RuntimeError):
         self.install = install
 
 
+class RobotFault(RuntimeError):
+    """The robot cannot go on (no driver answers, a fault reported by the hardware). The message says why."""
+
+
 class Robot(ABC):
     """One arm with its cameras. Every method is called from the control-loop thread only."""
 

@@ -35,16 +35,12 @@ from data_store.schema import Observation, RobotSpec, SchemaError
 from robot_agent import ros_mapping
 from robot_agent.hardware_safety import PRESETS as LIMIT_PRESETS
 from robot_agent.hardware_safety import HardwareLimits, HardwareSafety, Verdict, load_limits
-from robot_agent.robots.base import Robot, register_robot
+from robot_agent.robots.base import Robot, RobotFault, register_robot
 from robot_agent.ros_mapping import ArmTopics, CommandKind
 from robot_agent.transports import dds
 from robot_agent.transports.kinematic_arm import PlanarArm, tool_position
 
 Stream = Literal["joints", "color", "depth", "status"]
-
-
-class RobotFault(RuntimeError):
-    """The arm stopped answering (stale joint states) or refused to move (e-stop, home timeout)."""
 
 
 @dataclass(frozen=True)
