@@ -218,10 +218,8 @@ def reward_model(
     and, with --world-model, how often its verdict on imagined replays matches the real outcome."""
     from dataclasses import replace
 
-    import numpy as np
-
     from trainer.imagination_quality import replay, success_agreement
-    from trainer.reward_model import PRESETS, evaluate, fit_reward_model
+    from trainer.reward_model import PRESETS, evaluate, fit_with_imagination
     from trainer.world_model import PixelWorldModel, split_held_out
 
     if preset not in PRESETS:
@@ -245,31 +243,17 @@ def reward_model(
     if not any(e.success for e in train_eps) or not any(e.success is False for e in train_eps):
         _fail("the reward model needs both successful and failed labelled episodes")
     wm = PixelWorldModel.load(world_model_dir, sampling_steps=sampling_steps, seed=seed) if world_model_dir else None
-    fit_eps, calib_eps = split_held_out(train_eps, 0.2, seed=seed)  # the threshold is calibrated on these
-    imagined: list[Any] = []
-    imagined_calib: list[Any] = []
-    if wm is not None and train_on_imagined:
-        # the world model's replays of training episodes, labelled like their real counterparts (test episodes
-        # stay unseen); the calibration episodes' replays join the calibration so the threshold fits both
-        with console.status("replaying the training episodes in the world model"):
-            replays = replay(wm, train_eps, seed=seed)
-        fake = {
-            e.episode_id: replace(e, frames=np.concatenate([e.frames[:1], f]), episode_id=e.episode_id + ":imagined")
-            for e, f in zip(train_eps, replays, strict=True)
-        }
-        imagined = [fake[e.episode_id] for e in fit_eps]
-        imagined_calib = [fake[e.episode_id] for e in calib_eps]
-    run_cfg = {"preset": preset, "steps": steps, "data": str(data), "task": task or None, "imagined": len(imagined)}
+    use_wm = wm if train_on_imagined else None
+    n_imagined = len(train_eps) if use_wm is not None else 0
+    run_cfg = {"preset": preset, "steps": steps, "data": str(data), "task": task or None, "imagined": n_imagined}
     console.print(
-        f"reward model: {len(train_eps)} training episodes (+{len(imagined)} imagined), {len(test_eps)} held out"
+        f"reward model: {len(train_eps)} training episodes (+{n_imagined} imagined), {len(test_eps)} held out"
     )
-    with console.status("training the reward model"):
-        result = fit_reward_model(
-            fit_eps,
-            out,
-            config=replace(PRESETS[preset], steps=steps, seed=seed),
-            calibration=[*calib_eps, *imagined_calib],
-            imagined=imagined,
+    with console.status(
+        "training the reward model" + (" (replaying its episodes in the world model)" if use_wm else "")
+    ):
+        result = fit_with_imagination(
+            train_eps, out, config=replace(PRESETS[preset], steps=steps, seed=seed), world_model=use_wm
         )
     rm = result.model
     metrics = evaluate(rm, test_eps)

@@ -105,6 +105,15 @@ def test_overfits_real_frames_and_separates_the_episodes(store: object, tmp_path
 def test_store_training_needs_both_outcomes(store: object, tmp_path: Path) -> None:
     rm = train_reward_model(store, tmp_path / "rm", preset="tiny", steps=3)
     assert 0.0 < rm.threshold < 1.0
+    # with a world model, its replays of the training episodes are trained on and join the calibration
+    from trainer.world_model import PRESETS as WM_PRESETS
+    from trainer.world_model import PixelWorldModel
+    from trainer.world_model.network import ChunkDenoiser
+
+    wm = PixelWorldModel(ChunkDenoiser(WM_PRESETS["tiny"]))
+    train_reward_model(store, tmp_path / "rm_wm", preset="tiny", steps=3, world_model=wm)
+    data = json.loads((tmp_path / "rm_wm" / "manifest.json").read_text())["dataset"]
+    assert (data["episodes"], data["imagined"], data["calibration"]) == (2, 2, 4)  # 2 real + 2 imagined
     failed = [e.episode_id for e in load_episodes(store, success=False)]  # no frame can be a positive
     with pytest.raises(ValueError, match="successes and failures"):
         train_reward_model(store, tmp_path / "rm2", preset="tiny", steps=3, episode_ids=failed)
