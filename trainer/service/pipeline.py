@@ -231,9 +231,24 @@ def submit_cycle(
     settings = settings or load_settings()
     ensure_dirs(settings)
     run_id = start_run(settings, config, trigger=trigger, run_id=run_id)
-    result = cycle_signature(settings, run_id).apply_async()
+    result = publish_with_retry(cycle_signature(settings, run_id))
     update_run(settings, run_id, celery_id=result.id)
     return run_id
+
+
+def publish_with_retry(signature: Any, attempts: int = 5) -> Any:
+    """``apply_async`` with a bounded retry. On the embedded SQLite broker a worker that is starting can
+    hold the broker file ("database is locked"); kombu then leaves the channel without a connection and
+    the publish fails with an error Celery's own retry (connection errors only) does not cover. A message
+    sent twice is harmless: every stage is idempotent (keyed by snapshot and config)."""
+    for attempt in range(attempts):
+        try:
+            return signature.apply_async()
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def resume_cycle(run_id: str, settings: ServiceSettings | None = None) -> str:
@@ -247,7 +262,7 @@ def resume_cycle(run_id: str, settings: ServiceSettings | None = None) -> str:
     if record.get("failed_stage"):
         update_stage(settings, run_id, record["failed_stage"], state="pending", reason=None)
     update_run(settings, run_id, reopen=True, state="queued" if record["key"] is None else "running", reason=None)
-    result = cycle_signature(settings, run_id).apply_async()
+    result = publish_with_retry(cycle_signature(settings, run_id))
     update_run(settings, run_id, celery_id=result.id, failed_stage=None)
     return str(result.id)
 

@@ -40,7 +40,8 @@ def test_the_real_stages_survive_a_kill_and_register_one_candidate(redis_setting
     policy = vla_policy_artifact(tmp_path / "policy")
     config = settings.root / "cycle.json"
     options = {
-        "world_model": {"steps": 8, "batch_size": 2, "checkpoint_every": 2, "log_every": 1, "warmup_steps": 1},
+        # enough steps that the first worker is still training when it is killed at step 3 (under load too)
+        "world_model": {"steps": 40, "batch_size": 2, "checkpoint_every": 2, "log_every": 1, "warmup_steps": 1},
         "reward_model": {"steps": 4, "batch_size": 8},
         "grpo": {"iterations": 1, "grpo_preset": "tiny", "horizon": 8},
         "evaluate": {"group_size": 1, "max_starts": 2, "horizon": 8},
