@@ -271,7 +271,13 @@ def fit_models(
     The demonstrations are in because a weak base policy's P rollouts may hold few or no successes, and both
     models must see what success looks like: WMPO's own reward-model refit mixes rollouts and expert data 0.7/0.3
     (``_update_terminal_model``, PAPERS.md §1.1 step 8), and its world model is pretrained on other real data
-    (OXE) before the fine-tune on P."""
+    (OXE) before the fine-tune on P.
+
+    The reward model also trains on the world model's open-loop replays of the same episodes, labelled with the
+    real outcome, and its threshold is calibrated on real and imagined held-out episodes: trained on real frames
+    only, it scored 1.0 on every real success frame and ≤ 0.001 on the world model's replays of the same
+    successful action sequences (drawer-close, 09:20 UTC), so no imagined rollout ever succeeded and dynamic
+    sampling dropped every group: WMPO had no signal."""
     from trainer.reward_model import FrameRewardModel, train_reward_model
     from trainer.world_model import PixelWorldModel, train_world_model
 
@@ -302,6 +308,7 @@ def fit_models(
         preset=cfg.reward_model_preset,
         steps=cfg.reward_model_steps,
         init=previous[1] if previous else None,
+        world_model=wm,  # also trained on the world model's replays: it must judge imagined frames (see docstring)
     )
     return wm, rm
 
