@@ -448,7 +448,7 @@ def run_task(
     imagination = build_imagination(store, task, wm, rm, run.horizon, wcfg, run.camera)
     kir_imagination = build_imagination(store, task, wm, rm, run.horizon, kcfg, run.camera)
     rec.emit(f"paper/{task}/keyframes", "found", float(kir_imagination.keyframes_found), "keyframes")
-    if "base" in cfg.variants:
+    if set(cfg.variants) & {"base", "wmpo"}:
         stage("diagnose", lambda: diagnose(run, base, wm, rm, cfg, rec, imagination))
 
     outcomes: dict[str, tuple[int, int]] = {}
