@@ -320,7 +320,13 @@ def diagnose(
     run: TaskRun, base: Any, wm: Any, rm: Any, cfg: BenchConfig, rec: Recorder, imagination: Imagination, n: int = 16
 ) -> None:
     """Where WMPO can break: reward model, world model + reward model, imagined vs true success rate."""
-    infos = run.store.episodes(task=run.task, robot_id="base", status="complete")[:n]
+    # half successes, half failures where the store has them (the base's rollouts first, then demonstrations)
+    pool = [
+        *run.store.episodes(task=run.task, robot_id="base", status="complete"),
+        *run.store.episodes(task=run.task, robot_id=DEMO_ROBOT, status="complete"),
+    ]
+    wins = [i for i in pool if i.success == "true"][: n // 2]
+    infos = wins + [i for i in pool if i.success == "false"][: n - len(wins)]
     if not infos:
         return
     frames, actions, labels = [], [], []
