@@ -20,16 +20,11 @@ Prints JSON lines ``{"name", "figure", "value", "unit", "machine", "config"}``.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import os
-import platform
 import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -38,6 +33,7 @@ from robot_agent.loop import EpisodeResult, run_episode
 from robot_agent.policies import ScriptedPolicy
 from robot_agent.robots.sim import SimRobot
 from robot_agent.slot import PolicySlot
+from trainer.bench_report import emit
 
 MODES = {"no_recording": None, "sync": 0.0, "buffered_1s": 1.0}  # name -> EpisodeWriter buffer_s
 
@@ -49,23 +45,6 @@ class ControlLoopBenchConfig:
     size: int = 64
     fps: float = 10.0
     noise: float = 0.1
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "load_1min": load}
-
-
-def emit(name: str, figure: str, value: float, unit: str, config: dict[str, Any]) -> None:
-    row = {"name": name, "figure": figure, "value": value, "unit": unit, "machine": machine(), "config": config}
-    print(json.dumps(row), flush=True)
 
 
 def run_mode(

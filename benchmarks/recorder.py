@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -38,6 +37,7 @@ import numpy as np
 
 from data_store.episodes import EpisodeStore, EpisodeWriter
 from data_store.schema import Observation, RobotSpec
+from trainer.bench_report import machine
 
 
 @dataclass(frozen=True)
@@ -49,19 +49,6 @@ class RecorderBenchConfig:
     width: int = 640
     depth: bool = True
     pool: int = 30  # distinct synthetic frames cycled through (generating them is not what is measured)
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "load_1min": load}
 
 
 def spec_for(cfg: RecorderBenchConfig) -> RobotSpec:

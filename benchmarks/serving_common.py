@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "load_1min": load}
-
-
-def emit(name: str, figure: str, value: float, unit: str, config: dict[str, Any], **extra: Any) -> None:
-    row = {"name": name, "figure": figure, "value": value, "unit": unit, "machine": machine(), "config": config}
-    print(json.dumps({**row, **extra}), flush=True)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from serving_common import emit, percentile, start_server, tiny_artifact, upload
+from serving_common import percentile, start_server, tiny_artifact, upload
+
+from trainer.bench_report import emit
 
 ROBOTS = 20
 MIX = (("heartbeat", 50), ("desired", 20), ("episode", 15), ("robots", 10), ("policies", 5))

@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from serving_common import emit, percentile, start_server, tiny_artifact, upload
+from serving_common import percentile, start_server, tiny_artifact, upload
+
+from trainer.bench_report import emit
 
 
 def main() -> None:

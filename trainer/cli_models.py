@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -17,26 +16,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from trainer.bench_report import emit
+
 console = Console()
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "load_1min": load}
-
-
-def emit(name: str, figure: str, value: float, unit: str, config: dict[str, Any], **extra: Any) -> None:
-    """One JSON line on stdout (not through rich, so it stays machine-readable)."""
-    row = {"name": name, "figure": figure, "value": value, "unit": unit, "machine": machine(), "config": config}
-    print(json.dumps({**row, **extra}), flush=True)
 
 
 def table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:

@@ -40,7 +40,7 @@ def peak_rss_mb() -> float:
 
 
 def _machine() -> dict[str, Any]:
-    from trainer.cli_models import machine
+    from trainer.bench_report import machine
 
     return {**machine(), "torch_threads": torch.get_num_threads()}
 

@@ -1,0 +1,30 @@
+"""JSON lines for benchmarks: one row per figure, with the machine it was measured on (stdlib only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+
+def machine() -> dict[str, Any]:
+    """What the figure was measured on: host, CPU model, cores, and the 1-minute load (a busy machine
+    inflates every wall time)."""
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "load_1min": load}
+
+
+def emit(name: str, figure: str, value: float, unit: str, config: dict[str, Any], **extra: Any) -> None:
+    """One JSON line on stdout (plain print, not rich, so it stays machine-readable)."""
+    row = {"name": name, "figure": figure, "value": value, "unit": unit, "machine": machine(), "config": config}
+    print(json.dumps({**row, **extra}), flush=True)
