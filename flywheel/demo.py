@@ -268,7 +268,11 @@ def _markdown(report: dict[str, Any], path: Path) -> None:
                      f"| [{r['low']:.0%}, {r['high']:.0%}] |")  # fmt: skip
     lines += ["", "![before and after](report.png)", "", "## The cycle", ""]
     lines += [f"- {k}: {v:.4g}" for k, v in sorted(report["cycle_metrics"].items())]
-    if report["success"]["base"]["version"] == report["success"]["candidate"]["version"]:
+    base, cand = report["success"]["base"], report["success"]["candidate"]
+    if base["episodes"] and cand["episodes"] and cand["low"] <= base["high"] and base["low"] <= cand["high"]:
+        lines += ["", "The two 95% intervals overlap: with this few episodes the difference is not significant. "
+                  "`flywheel bench paper` measures the effect on ≥ 100 seeded episodes per task."]  # fmt: skip
+    if base["version"] == cand["version"]:
         lines += [
             "",
             "The candidate is the base itself: imagined GRPO made no update (every group was filtered: all "
