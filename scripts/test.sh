@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 FLYWHEEL_BROWSER=1 bash scripts/setup.sh all,dev
 export MUJOCO_GL="${MUJOCO_GL:-egl}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 . .venv/bin/activate
-echo "== ruff check";          ruff check .
-echo "== ruff format --check"; ruff format --check .
+echo "== ruff check";          ruff check --no-cache .
+echo "== ruff format --check"; ruff format --check --no-cache .
 echo "== mypy";                mypy
 echo "== pytest";              python -m pytest -q "$@"

@@ -142,10 +142,9 @@ class AgentNode(LifecycleNode):
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
+        from data_store.episodes import EpisodeStore
         from robot_agent.policies import load_policy
         from robot_agent.slot import PolicySlot
-
-        from data_store.episodes import EpisodeStore
 
         try:
             self.params = from_parameters({name: self.get_parameter(name).value for name in DEFAULTS})
