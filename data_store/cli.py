@@ -132,21 +132,20 @@ def ls(
     table = Table(
         title=f"{len(found)} episodes in {s.root}" + (f" (newest {len(shown)})" if len(shown) < len(found) else "")
     )
+    # a narrow terminal (80 columns) gets the columns that identify an episode; a wide one gets them all
+    wide = console.width >= 130
+    columns = ["task", "status", "success", "steps", "policy"]
+    if wide:
+        columns += ["seconds", "robot", "started (UTC)"]
     table.add_column("episode", no_wrap=True)  # the id is what the user copies: never cut it
-    for col in ("task", "status", "success", "steps", "seconds", "policy", "robot", "started (UTC)"):
-        table.add_column(col, justify="right" if col in ("steps", "seconds") else "left")
+    for col in columns:
+        table.add_column(col, justify="right" if col in ("steps", "seconds") else "left", no_wrap=col != "policy")
     for e in shown:
-        table.add_row(
-            e.episode_id,
-            e.task,
-            _STATUS_STYLE.get(e.status, e.status),
-            _SUCCESS_STYLE.get(e.success, e.success),
-            str(e.length),
-            f"{e.duration_s:.1f}",
-            e.policy_version,
-            e.robot_id,
-            _when(e.started_at),
-        )
+        row = [e.task, _STATUS_STYLE.get(e.status, e.status), _SUCCESS_STYLE.get(e.success, e.success),
+               str(e.length), e.policy_version]  # fmt: skip
+        if wide:
+            row += [f"{e.duration_s:.1f}", e.robot_id, _when(e.started_at)]
+        table.add_row(e.episode_id, *row)
     console.print(table)
 
 
