@@ -37,9 +37,12 @@ CREATE INDEX IF NOT EXISTS episodes_started ON episodes (started_at);
 
 
 def _seconds(t: float | datetime | None) -> float | None:
+    """A time bound in epoch seconds. A datetime holds microseconds, so an episode's start time turned into
+    one can round up past the float ``started_at``; its bound moves one microsecond earlier, or the episode
+    would fall outside a range that starts at its own start time."""
     if t is None:
         return None
-    return t.timestamp() if isinstance(t, datetime) else float(t)
+    return t.timestamp() - 1e-6 if isinstance(t, datetime) else float(t)
 
 
 class Catalog:
