@@ -63,6 +63,9 @@ def workers(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     def start(settings: ServiceSettings, name: str = "w1", queues: str = "gpu,cpu") -> Worker:
         w = Worker(service_env(settings), tmp_path / f"worker-{name}.log", name, queues)
         started.append(w)
+        # ready = its queues are declared. On the embedded SQLite broker a producer declaring the same queue
+        # at the same moment races it (kombu: UNIQUE constraint failed: kombu_queue.name) and the worker stalls.
+        w.wait_ready(90)
         return w
 
     yield start
