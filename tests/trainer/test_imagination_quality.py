@@ -3,8 +3,6 @@ horizon buckets, and the success-agreement bookkeeping."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -23,15 +21,6 @@ from trainer.reward_model import PRESETS as RM_PRESETS
 from trainer.reward_model import FrameRewardModel, SuccessClassifier
 from trainer.world_model import PRESETS, PixelWorldModel, RecordedEpisode
 from trainer.world_model.network import ChunkDenoiser
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Intra-op threads off: on a shared 2-core machine two torch threads run ~50x slower than one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def frames(n: int, seed: int = 0) -> np.ndarray:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from trainer.protocols import RewardModel
 from trainer.reward_model import (
@@ -25,16 +23,6 @@ from trainer.reward_model import (
     valid_steps,
 )
 from trainer.world_model import RecordedEpisode, load_episodes
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Intra-op threads off: on a shared 2-core machine two torch threads run ~50x slower than one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 TINY = PRESETS["tiny"]
 

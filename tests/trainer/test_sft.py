@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +12,6 @@ from sft_helpers import demo_store
 
 from trainer.sft import SFTConfig, load_demonstrations, train_sft
 from vla.artifact import load_artifact, verify_artifact
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread, as `flywheel train sft` uses: on a shared 2-core machine it is faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _cfg(**kw: object) -> SFTConfig:

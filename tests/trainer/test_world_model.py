@@ -4,7 +4,6 @@ store with a policy-version filter, and that it overfits a tiny set of real Meta
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,16 +24,6 @@ from trainer.world_model import (
     train_world_model,
 )
 from trainer.world_model.network import ChunkDenoiser
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Intra-op threads off: on a shared 2-core machine two torch threads run ~50x slower than one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 TINY = PRESETS["tiny"]
 
