@@ -70,16 +70,36 @@ def create_app(settings: ServiceSettings | None = None) -> Celery:
     return app
 
 
-def ensure_dirs(settings: ServiceSettings) -> None:
-    """The folder of the SQLite broker and backend; made when a process first needs it, not on import."""
+def ensure_dirs(settings: ServiceSettings, celery: Celery | None = None) -> None:
+    """The folder of the SQLite broker and backend, and the broker's queues; made when a process first needs
+    them, not on import.
+
+    On the SQLite broker the queues are declared here, one process at a time: kombu's SQLAlchemy transport
+    declares a queue by looking it up and inserting it when missing, so a worker starting while a producer
+    publishes could both insert ``cpu`` (``UNIQUE constraint failed: kombu_queue.name``), and the loser's
+    worker stalled with the run left queued. Declared once under a file lock, every later declare finds
+    the row."""
     if settings.broker.startswith("sqla+sqlite") or settings.backend.startswith("db+sqlite"):
         (settings.root / "celery").mkdir(parents=True, exist_ok=True)
+    if settings.broker.startswith("sqla+sqlite"):
+        declare_queues(celery or create_app(settings), settings)
+
+
+def declare_queues(celery: Celery, settings: ServiceSettings) -> None:
+    """Declare the app's queues on its broker, under a file lock beside the SQLite broker."""
+    from trainer.service.locks import file_lock
+
+    with file_lock(settings.root / "celery" / "declare.lock"), celery.connection_for_write() as conn:
+        channel = conn.default_channel
+        for queue in celery.conf.task_queues or ():
+            queue.bind(channel).declare()
 
 
 @signals.worker_init.connect
 @signals.beat_init.connect
-def _make_dirs(**_: object) -> None:
-    ensure_dirs(load_settings())
+def _make_dirs(sender: object = None, **_: object) -> None:
+    celery = getattr(sender, "app", None)
+    ensure_dirs(load_settings(), celery if isinstance(celery, Celery) else None)
 
 
 app = create_app()

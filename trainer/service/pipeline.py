@@ -255,7 +255,10 @@ def resume_cycle(run_id: str, settings: ServiceSettings | None = None) -> str:
     """Queue an existing run again: finished stages are skipped, an interrupted one resumes from its
     checkpoints. For a run whose worker died on a broker that does not redeliver (the SQLite
     default), or one that failed for a reason since fixed. Returns the Celery id of the new chain."""
+    from trainer.service.celery_app import ensure_dirs
+
     settings = settings or load_settings()
+    ensure_dirs(settings)
     record = read_run(settings, run_id)
     if record["state"] == "succeeded":
         raise StageError(f"run {run_id} already succeeded")
