@@ -5,6 +5,7 @@ Only typer/rich at module level; the benches import torch and the simulator insi
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +58,15 @@ def register(train: typer.Typer, bench: typer.Typer) -> None:
         variants: str | None = typer.Option(
             None, help="Comma-separated rows to run (base,grpo_sim,wmpo,wmpo_kir,wmpo_kir_coevo; default: all)."
         ),
+        jobs: int | None = typer.Option(
+            None, min=1, help="Tasks run at once, one process each (default: one per CPU core, at most one per task)."
+        ),
     ) -> None:
         """WMPO's table on the simulated arm, from an empty store: Base, GRPO in the simulator, WMPO,
         WMPO + KIR, WMPO + KIR + co-evolution; success with 95% intervals, as JSON lines and report.md."""
         from dataclasses import replace
 
-        from trainer.paper_bench import PRESETS, run_bench
+        from trainer.paper_bench import PRESETS, TaskFailed, run_bench
 
         if preset not in PRESETS:
             raise typer.BadParameter(f"--preset: choose one of {', '.join(PRESETS)}")
@@ -75,7 +79,12 @@ def register(train: typer.Typer, bench: typer.Typer) -> None:
             "variants": _variants(variants),
         }
         cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
-        run_bench(cfg, out)
+        n_jobs = jobs or min(len(cfg.tasks), os.cpu_count() or 1)
+        try:
+            run_bench(cfg, out, jobs=n_jobs)
+        except TaskFailed as e:
+            console.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(1) from None
         console.print(f"[green]report:[/green] {out / 'report.md'}")
 
     @bench.command("lifelong")

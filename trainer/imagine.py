@@ -158,7 +158,8 @@ def imagine_rollouts(
     rows = [s for s in starts for _ in range(g)]  # group members are consecutive
     n = len(rows)
     k = int(world_model.chunk_size)
-    chunks_left = np.array([max(1, -(-s.steps_left // k)) for s in rows])  # ceil
+    steps_left = np.array([s.steps_left for s in rows])
+    chunks_left = np.maximum(1, -(-steps_left // k))  # ceil
     c_max = int(chunks_left.max())
 
     context = np.stack([s.context_frames for s in rows])  # [N, C, H, W, 3]
@@ -192,7 +193,8 @@ def imagine_rollouts(
 
         # the reward model scores per frame (trainer/protocols.py): the new frames are all it needs to see
         at = np.asarray(reward_model.first_success(frames)).astype(np.int64)  # [N], -1 where none
-        newly = active & (at >= 0)
+        # a success counts within the start's step budget only (the last chunk may run past it)
+        newly = active & (at >= 0) & (c * k + at < steps_left)
         success |= newly
         finish_step[newly] = c * k + at[newly]
         done |= newly | (c + 1 >= chunks_left)

@@ -29,6 +29,7 @@ multi-task SFT base policy for all tasks of a run (WMPO: one per task) to save C
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -46,7 +47,7 @@ import torch
 from trainer.coevolution import Imagination, WMPOConfig, build_imagination, coevolve, wmpo
 from trainer.grpo import PRESETS as GRPO_PRESETS
 from trainer.grpo import GRPOConfig
-from trainer.sim_grpo import run_lockstep, sim_grpo_variants, train_sim_grpo
+from trainer.sim_grpo import ArmPool, run_lockstep, sim_grpo_variants, train_sim_grpo
 
 DEFAULT_TASKS = ("drawer-close", "window-open", "drawer-open", "button-press-topdown")  # trainer/base_table.py
 VARIANTS = ("base", "grpo_sim", "wmpo", "wmpo_kir", "wmpo_kir_coevo")
@@ -81,6 +82,9 @@ class BenchConfig:
     reward_model_preset: str = "small"  # trainer/reward_model PRESETS
     reward_model_steps: int | None = None
     variants: tuple[str, ...] = VARIANTS  # which rows to run (two processes can split them over one --out)
+    # WMPO App. B's two settings of GRPO in the simulator ("batch", "small_batch_lr_scaled"); with both, the
+    # better on evaluation is reported, as WMPO does
+    grpo_sim_settings: tuple[str, ...] = ("batch", "small_batch_lr_scaled")
     max_steps: int | None = None  # episode length cap (None: the task's own); a smoke run shortens it
     imagine_horizon: int | None = None  # imagined episode length (None: the real one); shorter is cheaper
     seed: int = 0
@@ -90,6 +94,16 @@ class BenchConfig:
         d["tasks"] = list(self.tasks)
         d["variants"] = list(self.variants)
         return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> BenchConfig:
+        grpo = dict(d.get("grpo", {}))
+        if "betas" in grpo:
+            grpo["betas"] = tuple(grpo["betas"])
+        kw = {k: v for k, v in d.items() if k in {f.name for f in dataclasses.fields(cls)}}
+        kw.update({k: tuple(d[k]) for k in ("tasks", "variants", "grpo_sim_settings") if k in d})
+        kw["grpo"] = GRPOConfig(**grpo)
+        return cls(**kw)
 
 
 PRESETS: dict[str, BenchConfig] = {
@@ -211,26 +225,30 @@ def collect(
     robot_id: str,
     lockstep: int = 8,
     max_steps: int | None = None,
+    pool: ArmPool | None = None,
 ) -> tuple[int, int]:
-    """n real (simulated) episodes of ``policy`` into ``store``, ``lockstep`` at a time. Returns (successes, n)."""
-    from sim.env import MetaWorldArm
-
-    arms = [MetaWorldArm(task, max_steps=max_steps) for _ in range(min(lockstep, n))]
-    wins = 0
-    try:
+    """n real (simulated) episodes of ``policy`` into ``store``, ``lockstep`` at a time. Returns (successes, n).
+    Arms come from ``pool`` and stay open there (None: made here and closed)."""
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(ArmPool())
+        arms = pool.get(task, min(lockstep, n), max_steps)
+        wins = 0
         for start in range(0, n, len(arms)):
             m = min(len(arms), n - start)
             seeds = list(range(first_seed + start, first_seed + start + m))
             r = run_lockstep(policy, arms[:m], seeds, temperature, store, robot_id=robot_id)
             wins += int(r.success.sum())
-    finally:
-        for arm in arms:
-            arm.close()
     return wins, n
 
 
 def evaluate(
-    policy: Any, task: str, episodes: int, temperature: float, max_steps: int | None = None
+    policy: Any,
+    task: str,
+    episodes: int,
+    temperature: float,
+    max_steps: int | None = None,
+    pool: ArmPool | None = None,
 ) -> tuple[int, int]:
     """True success on the simulator over ``episodes`` seeded scenes, the same scenes as
     ``trainer.evaluate.evaluate_policy`` (seeds from its ``EVAL_SEED``, disjoint from every training scene), run
@@ -238,7 +256,9 @@ def evaluate(
     one episode at a time through the robot-agent loop."""
     from trainer.evaluate import EVAL_SEED
 
-    return collect(policy, task, episodes, None, temperature, EVAL_SEED, "eval", lockstep=10, max_steps=max_steps)
+    return collect(
+        policy, task, episodes, None, temperature, EVAL_SEED, "eval", lockstep=10, max_steps=max_steps, pool=pool
+    )
 
 
 def train_base(store: Any, out: Path, cfg: BenchConfig) -> Any:
@@ -379,8 +399,14 @@ def diagnose(
 # -------------------------------------------------------------------------------------------- bench
 
 
-def run_bench(cfg: BenchConfig, out: Path, echo: Callable[[str], None] | None = print) -> list[dict[str, Any]]:
-    """The whole table. Returns the JSON lines; writes results.jsonl, report.md and success.png under ``out``."""
+def run_bench(
+    cfg: BenchConfig, out: Path, echo: Callable[[str], None] | None = print, jobs: int = 1
+) -> list[dict[str, Any]]:
+    """The whole table. Returns the JSON lines; writes results.jsonl, report.md and success.png under ``out``.
+
+    ``jobs`` > 1 runs that many tasks at once, each in its own process with one torch thread (after the shared
+    base policy): a task's stages are mostly single-threaded (rendering, small batches), so on 2 cores two tasks
+    at once take about the time of one."""
     from data_store.episodes import EpisodeStore
 
     out.mkdir(parents=True, exist_ok=True)
@@ -392,18 +418,88 @@ def run_bench(cfg: BenchConfig, out: Path, echo: Callable[[str], None] | None = 
     base = train_base(store, out / "base_policy", cfg)
     rec.emit("paper/stage/base", "wall_time", time.perf_counter() - t0, "s")
 
-    for task in cfg.tasks:
-        run_task(task, base, store, cfg, rec, out)
+    failed: list[str] = []
+    if jobs <= 1 or len(cfg.tasks) == 1:
+        for task in cfg.tasks:
+            run_task(task, base, store, cfg, rec, out)
+    else:
+        failed = run_task_processes(cfg, out, jobs, echo)
     rec.emit("paper/total", "wall_time", time.perf_counter() - t0, "s", variants=list(cfg.variants))
     lines = with_overall(read_results(out / "results.jsonl"), cfg.tasks)
     write_report(lines, cfg, out)
+    if failed:
+        logs = ", ".join(str(out / t / "log.txt") for t in failed)
+        raise TaskFailed(f"task(s) {', '.join(failed)} failed (logs: {logs}); report.md has the rest")
     return lines
+
+
+class TaskFailed(RuntimeError):
+    """A task's process of a parallel bench exited with an error."""
+
+
+def run_task_processes(cfg: BenchConfig, out: Path, jobs: int, echo: Callable[[str], None] | None = print) -> list[str]:
+    """Each task in a ``python -m trainer.paper_bench OUT TASK`` process, ``jobs`` at a time, one torch thread each.
+    The configuration goes through ``OUT/bench_config.json``; each process writes ``OUT/TASK/log.txt``, whose
+    result lines are echoed here as they come. Returns the tasks whose process failed."""
+    import os
+    import subprocess
+    import sys
+
+    (out / "bench_config.json").write_text(json.dumps(cfg.to_json(), indent=1))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    pending, failed = list(cfg.tasks), []
+    running: list[tuple[str, subprocess.Popen[bytes], Path, int]] = []
+
+    def tail(path: Path, offset: int) -> int:
+        data = path.read_bytes()[offset:]
+        complete = data[: data.rfind(b"\n") + 1]
+        for line in complete.decode(errors="replace").splitlines():
+            if echo is not None and line.startswith("{"):
+                echo(line)
+        return offset + len(complete)
+
+    while pending or running:
+        while pending and len(running) < jobs:
+            task = pending.pop(0)
+            (out / task).mkdir(exist_ok=True)
+            path = out / task / "log.txt"
+            with path.open("ab") as log:
+                cmd = [sys.executable, "-m", "trainer.paper_bench", str(out), task]
+                proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+            running.append((task, proc, path, path.stat().st_size))
+        time.sleep(1.0)
+        for i, (task, proc, path, offset) in enumerate(list(running)):
+            running[i] = (task, proc, path, tail(path, offset))
+        for item in [r for r in running if r[1].poll() is not None]:
+            running.remove(item)
+            if item[1].returncode != 0:
+                failed.append(item[0])
+    return failed
+
+
+def _task_process(out: Path, task: str) -> None:
+    """The body of one task's process (see :func:`run_task_processes`)."""
+    from data_store.episodes import EpisodeStore
+    from vla.artifact import load_artifact
+
+    torch.set_num_threads(1)
+    cfg = BenchConfig.from_json(json.loads((out / "bench_config.json").read_text()))
+    rec = Recorder(out / "results.jsonl", cfg.to_json(), echo=print)
+    torch.manual_seed(cfg.seed)
+    run_task(task, load_artifact(out / "base_policy"), EpisodeStore(out / "store"), cfg, rec, out)
 
 
 def run_task(
     task: str, base: Any, store: Any, cfg: BenchConfig, rec: Recorder, out: Path
 ) -> dict[str, tuple[int, int]]:
     """One task's column of the table: {variant: (successes, evaluation episodes)}."""
+    with ArmPool() as pool:  # every stage of the task reuses the same simulated arms
+        return _run_task(task, base, store, cfg, rec, out, pool)
+
+
+def _run_task(
+    task: str, base: Any, store: Any, cfg: BenchConfig, rec: Recorder, out: Path, pool: ArmPool
+) -> dict[str, tuple[int, int]]:
     from sim.tasks import resolve_task
     from vla.artifact import load_artifact, save_artifact
 
@@ -446,6 +542,7 @@ def run_task(
                 P_SEED + have,
                 "base",
                 max_steps=cfg.max_steps,
+                pool=pool,
             ),
         )
     wm, rm = stage("models", lambda: fit_models(run, cfg))
@@ -470,7 +567,8 @@ def run_task(
         """Evaluate on the simulator now, so that a run cut short still reports every finished variant."""
         if name not in outcomes:
             outcomes[name] = stage(
-                f"eval_{name}", partial(evaluate, policy, task, cfg.eval_episodes, cfg.eval_temperature, cfg.max_steps)
+                f"eval_{name}",
+                partial(evaluate, policy, task, cfg.eval_episodes, cfg.eval_temperature, cfg.max_steps, pool),
             )
         wins, n = outcomes[name]
         rate, lo, hi = wilson(wins, n)
@@ -504,7 +602,9 @@ def run_task(
 
     # PACE: WMPO + KIR's policy → extra real episodes → refit world/reward model → more RL
     def pace_collect(p: Any, n: int) -> Any:
-        return collect(p, task, n, store, cfg.grpo.temperature, COEVO_SEED, "evolved", max_steps=cfg.max_steps)
+        return collect(
+            p, task, n, store, cfg.grpo.temperature, COEVO_SEED, "evolved", max_steps=cfg.max_steps, pool=pool
+        )
 
     def pace_refit(w: Any, r: Any) -> tuple[Any, Any]:
         return fit_models(run, cfg, (w, r), ("base", "evolved"), tag="evolved")
@@ -534,15 +634,19 @@ def run_task(
     # GRPO in the simulator with the same P episodes: both App. B settings, the better one is reported
     best: tuple[int, int] | None = None
     for setting, gcfg in sim_grpo_variants(cfg.grpo, cfg.budget).items():
+        if setting not in cfg.grpo_sim_settings:
+            continue
         policy = fresh()
         history, used = stage(
             f"grpo_sim_{setting}",
-            partial(train_sim_grpo, policy, task, gcfg, cfg.budget, seed=SIM_GRPO_SEED, max_steps=cfg.max_steps),
+            partial(
+                train_sim_grpo, policy, task, gcfg, cfg.budget, seed=SIM_GRPO_SEED, max_steps=cfg.max_steps, pool=pool
+            ),
         )
         rl_history(f"grpo_sim_{setting}", history)
         wins, n = stage(
             f"eval_grpo_sim_{setting}",
-            partial(evaluate, policy, task, cfg.eval_episodes, cfg.eval_temperature, cfg.max_steps),
+            partial(evaluate, policy, task, cfg.eval_episodes, cfg.eval_temperature, cfg.max_steps, pool),
         )
         rec.emit(f"paper/{task}/grpo_sim_{setting}", "success", wins / n, "fraction", n=n, real_episodes=used)
         if best is None or wins > best[0]:
@@ -670,3 +774,9 @@ def write_report(lines: list[dict[str, Any]], cfg: BenchConfig, out: Path) -> Pa
     fig.savefig(out / "success.png", dpi=120)
     plt.close(fig)
     return out / "report.md"
+
+
+if __name__ == "__main__":
+    import sys
+
+    _task_process(Path(sys.argv[1]), sys.argv[2])

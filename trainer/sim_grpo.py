@@ -24,6 +24,38 @@ from data_store.schema import Observation
 from trainer.grpo import GRPOConfig, Rollouts, make_optimizer, train_grpo
 
 
+class ArmPool:
+    """Simulated arms kept open between uses, per (task, episode length).
+
+    Building a ``MetaWorldArm`` costs ~1.3 s of CPU (Meta-World's MT1 draws 50 task variations, MuJoCo
+    compiles the model, the renderer makes an EGL context): more than a 100-step episode that renders one
+    frame in eight. Every user resets an arm to its own scene seed, so a reused arm is as good as a new one."""
+
+    def __init__(self) -> None:
+        self._arms: dict[tuple[str, int | None], list[Any]] = {}
+
+    def get(self, task: str, n: int, max_steps: int | None = None) -> list[Any]:
+        """n arms of ``task`` (made on first use)."""
+        from sim.env import MetaWorldArm
+
+        arms = self._arms.setdefault((task, max_steps), [])
+        while len(arms) < n:
+            arms.append(MetaWorldArm(task, max_steps=max_steps))
+        return arms[:n]
+
+    def close(self) -> None:
+        for arms in self._arms.values():
+            for arm in arms:
+                arm.close()
+        self._arms.clear()
+
+    def __enter__(self) -> ArmPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @dataclass
 class SimGroupSampler:
     """Draws GRPO groups from the simulator: G lockstep episodes per seeded scene, within a budget."""
@@ -36,13 +68,13 @@ class SimGroupSampler:
     seed: int = 10_000  # scenes of the RL stage: disjoint from evaluation seeds
     max_steps: int | None = None
     store: Any = None  # an EpisodeStore to record every episode in, or None
+    pool: ArmPool | None = None  # arms to borrow (kept open for the next user); None: own arms, closed by close()
 
     def __post_init__(self) -> None:
-        from sim.env import MetaWorldArm
-
-        self.arms = [
-            MetaWorldArm(self.task, max_steps=self.max_steps, seed=self.seed + i) for i in range(self.group_size)
-        ]
+        self._own = self.pool is None
+        pool = ArmPool() if self.pool is None else self.pool
+        self.arms = pool.get(self.task, self.group_size, self.max_steps)
+        self._pool = pool
         self.used = 0
         self.successes = 0
         self._scene = self.seed
@@ -52,8 +84,8 @@ class SimGroupSampler:
         return self.budget - self.used
 
     def close(self) -> None:
-        for arm in self.arms:
-            arm.close()
+        if self._own:
+            self._pool.close()
 
     def __call__(self, n_groups: int) -> Rollouts:
         n_groups = max(0, min(n_groups, self.left // self.group_size))
@@ -122,13 +154,16 @@ def run_lockstep(
             for t in range(k):
                 if writers is not None:
                     writers[i].append(obs[i], np.asarray(actions[i, t], np.float32))
-                obs[i] = arm.step(actions[i, t])
+                arm.advance(actions[i, t])  # renders only when a frame is looked at (recorded or acted on)
+                if writers is not None:
+                    obs[i] = arm.observe()
                 if arm.success():
                     success[i] = done[i] = True
                     break
                 if arm.truncated:
                     done[i] = True
                     break
+            obs[i] = arm.observe()
         steps += k
     if writers is not None:
         for i, w in enumerate(writers):
@@ -165,6 +200,7 @@ def train_sim_grpo(
     store: Any = None,
     on_iteration: Any = None,
     max_steps: int | None = None,
+    pool: ArmPool | None = None,
 ) -> tuple[list[dict[str, float]], int]:
     """GRPO in the simulator until ``budget`` real episodes are spent. Returns (history, episodes used).
 
@@ -172,7 +208,7 @@ def train_sim_grpo(
     faster instead of buying more signal (the refill is what WMPO's imagination makes free)."""
     cfg = replace(cfg, max_draws=1)
     sampler = SimGroupSampler(
-        policy, task, cfg.group_size, budget, cfg.temperature, seed=seed, max_steps=max_steps, store=store
+        policy, task, cfg.group_size, budget, cfg.temperature, seed=seed, max_steps=max_steps, store=store, pool=pool
     )
     history: list[dict[str, float]] = []
     optimizer = make_optimizer(policy, cfg)  # one AdamW across iterations

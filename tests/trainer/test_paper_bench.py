@@ -71,3 +71,24 @@ def test_quick_bench_end_to_end(tmp_path: Path) -> None:
     assert {ln["name"] for ln in saved} == {ln["name"] for ln in lines if not ln["name"].startswith("paper/overall/")}
     assert any(ln["name"] == f"paper/{task}/world_model" for ln in saved)  # the diagnostics ran
     assert "WMPO + KIR + co-evolution" in (tmp_path / "report.md").read_text()
+
+
+def test_config_round_trips_through_json() -> None:
+    for cfg in pb.PRESETS.values():
+        assert pb.BenchConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
+
+
+@pytest.mark.slow
+def test_tasks_run_in_parallel_processes(tmp_path: Path) -> None:
+    """Two tasks, two processes: both columns land in one results file, each process leaves its log."""
+    from dataclasses import replace
+
+    cfg = replace(pb.PRESETS["quick"], tasks=("drawer-close", "reach"), variants=("base",), eval_episodes=2)
+    seen: list[str] = []
+    lines = pb.run_bench(cfg, tmp_path, echo=seen.append, jobs=2)
+    rates = {ln["name"]: ln for ln in lines if ln["figure"] == "success_rate"}
+    assert {"paper/drawer-close/base", "paper/reach/base", "paper/overall/base"} <= set(rates)
+    assert rates["paper/overall/base"]["n"] == 4
+    for task in cfg.tasks:
+        assert (tmp_path / task / "log.txt").stat().st_size > 0
+        assert any(f"paper/{task}/base" in line for line in seen)  # the children's lines were echoed
