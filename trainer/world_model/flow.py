@@ -19,6 +19,26 @@ def logit_normal(n: int, generator: torch.Generator | None = None) -> torch.Tens
     return torch.sigmoid(torch.randn(n, generator=generator))
 
 
+def sampler_times(steps: int) -> tuple[float, ...]:
+    """The t at which :func:`sample_chunk` calls the network with ``steps`` Euler steps: 1, (steps-1)/steps, ..."""
+    return tuple(float(t) for t in torch.linspace(1.0, 0.0, steps + 1)[:-1])
+
+
+def training_times(
+    n: int, generator: torch.Generator | None = None, anchors: tuple[float, ...] = (), anchor_share: float = 0.0
+) -> torch.Tensor:
+    """t for a training batch: logit-normal, except an ``anchor_share`` of the batch drawn from ``anchors``.
+
+    The logit-normal puts almost no mass near t = 1 (P(t > 0.95) ≈ 0.2%), yet a 1–2 step sampler's first and
+    most consequential call is at t = 1 exactly: the anchors are the sampler's own times, trained directly."""
+    t = logit_normal(n, generator)
+    if anchors and anchor_share > 0:
+        pick = torch.rand(n, generator=generator) < anchor_share
+        which = torch.randint(len(anchors), (n,), generator=generator)
+        t = torch.where(pick, torch.tensor(anchors, dtype=t.dtype)[which], t)
+    return t
+
+
 def flow_loss(
     net: ChunkDenoiser,
     context: torch.Tensor,  # float [B, C, 3, H, W] in [-1, 1]
@@ -26,10 +46,13 @@ def flow_loss(
     actions: torch.Tensor,  # float [B, K, A], normalised
     context_noise: float,
     generator: torch.Generator | None = None,
+    anchors: tuple[float, ...] = (),
+    anchor_share: float = 0.0,
 ) -> torch.Tensor:
-    """Mean squared error of the x_0 estimate at a random t, with the context perturbed (noisy-context training)."""
+    """Mean squared error of the x_0 estimate at a random t (see :func:`training_times`), with the context
+    perturbed (noisy-context training)."""
     b = target.shape[0]
-    t = logit_normal(b, generator).to(target.device)
+    t = training_times(b, generator, anchors, anchor_share).to(target.device)
     eps = torch.randn(target.shape, generator=generator).to(target.device)
     noisy = (1 - t)[:, None, None, None, None] * target + t[:, None, None, None, None] * eps
     if context_noise > 0:

@@ -30,7 +30,7 @@ import torch
 from trainer.world_model.checkpoint import load_optimizer, read_model_dir, write_model_dir
 from trainer.world_model.config import PRESETS, WorldModelConfig
 from trainer.world_model.data import ChunkWindows, RecordedEpisode, load_episodes
-from trainer.world_model.flow import flow_loss
+from trainer.world_model.flow import flow_loss, sampler_times
 from trainer.world_model.model import KIND, PixelWorldModel, frames_to_tensor
 from trainer.world_model.network import ChunkDenoiser
 
@@ -48,6 +48,9 @@ class TrainConfig:
     checkpoint_every: int = 200
     log_every: int = 25
     seed: int = 0
+    # share of each batch trained at the sampler's own times (t = 1, ...; flow.training_times): the logit-normal
+    # alone almost never draws t near 1, where a 1–2 step sampler starts
+    anchor_share: float = 0.5
 
 
 @dataclass
@@ -145,6 +148,8 @@ def fit_world_model(
                 (torch.from_numpy(act) - mean_t) / std_t,
                 cfg.context_noise,
                 gen,
+                anchors=sampler_times(cfg.sampling_steps),
+                anchor_share=train.anchor_share,
             )
             opt.zero_grad(set_to_none=True)
             loss.backward()
