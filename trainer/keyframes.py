@@ -52,6 +52,9 @@ class KeyframeConfig:
     divergence_dist: float = 0.04  # metres of hand position (Meta-World state units)
     persist: int = 5  # steps the failure must stay off the successful path
     min_gap: int = 8  # keyframes of one episode closer than this are merged (keep the first)
+    # keyframes in the first chunk are dropped: a start there is the first frame again (WMPO's start). The
+    # base's first gripper command flips sign at step 0-1 in most drawer-close episodes: 128 of 289 "grasps"
+    min_step: int = 8
     object_dims: tuple[int, ...] = ()  # state indices of an object position, where the state has them
 
 
@@ -199,6 +202,7 @@ def find_keyframes(
             div = divergence_step(e.states[:, :3], nearest.states[:, :3], cfg)
             if div is not None:
                 found.append(div)
+        found = [(t, kind) for t, kind in found if t >= cfg.min_step]
         keyframes += [Keyframe(e.episode_id, t, kind) for t, kind in merge_close(found, cfg.min_gap)]
     return keyframes
 
