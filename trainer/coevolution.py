@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from trainer.grpo import DrawGroups, GRPOConfig, Rollouts, make_optimizer, train_grpo
-from trainer.imagine import ImagineConfig, ProprioModel, StartSampler, first_frame_starts, imagine_rollouts
+from trainer.imagine import ImagineConfig, ProprioNet, StartSampler, first_frame_starts, imagine_rollouts
 from trainer.keyframes import KeyframeConfig, complete_episodes, find_keyframes, keyframe_start
 
 
@@ -42,7 +42,7 @@ class Imagination:
 
     world_model: Any  # trainer.protocols.WorldModel
     reward_model: Any  # trainer.protocols.RewardModel
-    proprio: ProprioModel
+    proprio: ProprioNet  # or the linear trainer.imagine.ProprioModel
     sampler: StartSampler
     camera: str
     keyframes_found: int = 0
@@ -133,7 +133,7 @@ def build_imagination(
             r, states, actions, instruction = by_id[kf.episode_id]
             kir.append(keyframe_start(r.images(cam), states, actions, kf, instruction, horizon, kcfg))
     sampler = StartSampler(first, kir, cfg.kir_share, seed=cfg.seed)
-    return Imagination(world_model, reward_model, ProprioModel.fit(proprio_data), sampler, cam, found)
+    return Imagination(world_model, reward_model, ProprioNet.fit(proprio_data, seed=cfg.seed), sampler, cam, found)
 
 
 def wmpo(

@@ -16,10 +16,11 @@ validity mask (chunks after the first success and beyond the start's step budget
 
 Departures: WMPO's policy reads only the image; ours also reads proprio (hand xyz + gripper, see
 ``vla/model.py``), and the world model makes pixels only. So imagined proprio comes from a
-:class:`ProprioModel`, a per-step linear map ``s_{t+1} = clip(s_t + a_t W + b)`` fitted by least squares on
-the same real episodes as the world model (``proprio="learned"``, default); ``"start"`` holds the start's
-real proprio instead. The reward model scores frames one by one (``trainer/protocols.py``), so it sees
-each chunk's new frames once, and the real context frames never count as a success.
+:class:`ProprioNet`, a small MLP step model ``Δs_t = f(s_t, a_t, a_{t-1}, Δs_{t-1})`` fitted on the same real
+episodes as the world model (``proprio="learned"``, default; :class:`ProprioModel` is the linear step model it
+replaced, kept for tests and cost figures); ``"start"`` holds the start's real proprio instead. The reward
+model scores frames one by one (``trainer/protocols.py``), so it sees each chunk's new frames once, and the
+real context frames never count as a success.
 """
 
 from __future__ import annotations
@@ -126,12 +127,91 @@ class ProprioModel:
             high=all_states.max(axis=0).astype(np.float32),
         )
 
-    def roll(self, state: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        """The state after the K actions of a chunk: state float32 [N, S], actions [N, K, A] -> [N, S]."""
+    def roll(self, state: np.ndarray, actions: np.ndarray, carry: Any = None) -> tuple[np.ndarray, Any]:
+        """The state after the K actions of a chunk: state float32 [N, S], actions [N, K, A] -> ([N, S], None)."""
         s = state.astype(np.float32)
         for t in range(actions.shape[1]):
             s = np.clip(s + actions[:, t] @ self.weight + self.bias, self.low, self.high)
-        return s.astype(np.float32)
+        return s.astype(np.float32), None
+
+
+class ProprioNet:
+    """Imagined proprio from a small MLP: ``Δs_t = f(s_t, a_t, a_{t-1}, Δs_{t-1})``, clipped to the seen range.
+
+    The linear step model misses what matters in closed loop: the hand lags its commands (Meta-World moves a
+    mocap target that the hand follows), and the gripper reading saturates. Over 100 steps of drawer-close
+    (28 held-out episodes of the base, open loop on the real actions) its mean error at step 30 is 1.6/3.9/7.1 cm
+    in x/y/z and 0.22 of the gripper's range; this model's is 0.5/1.8/1.1 cm and 0.002. With the linear model the
+    base policy's imagined success from first frames was 0/64 against 48% real: it read a hand position that
+    the imagined frames did not show. The previous action and step are the carry between chunks."""
+
+    def __init__(self, net: torch.nn.Module, stats: dict[str, np.ndarray]) -> None:
+        self.net = net.eval()
+        self.stats = stats  # x_mean, x_std [2S+2A]; y_std [S]; low, high [S]
+
+    @classmethod
+    def fit(
+        cls, episodes: list[tuple[np.ndarray, np.ndarray]], steps: int = 1500, batch: int = 512, seed: int = 0
+    ) -> ProprioNet:
+        """From (states float32 [T, S], actions float32 [T, A]) pairs of real episodes (~2 s on one core)."""
+        xs, ys = [], []
+        for states, actions in episodes:
+            if len(states) < 2:
+                continue
+            n = len(states) - 1
+            ds = np.diff(states, axis=0)
+            a_prev = np.concatenate([np.zeros_like(actions[:1]), actions[: n - 1]])
+            ds_prev = np.concatenate([np.zeros_like(ds[:1]), ds[: n - 1]])
+            xs.append(np.concatenate([states[:n], actions[:n], a_prev, ds_prev], axis=1))
+            ys.append(ds)
+        if not xs:
+            raise ValueError("ProprioNet.fit: no episode with two or more steps")
+        x = np.concatenate(xs).astype(np.float32)
+        y = np.concatenate(ys).astype(np.float32)
+        all_states = np.concatenate([st for st, _ in episodes])
+        stats = {
+            "x_mean": x.mean(0),
+            "x_std": x.std(0) + 1e-6,
+            "y_std": y.std(0) + 1e-6,
+            "low": all_states.min(0).astype(np.float32),
+            "high": all_states.max(0).astype(np.float32),
+        }
+        gen = torch.Generator().manual_seed(seed)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            net = torch.nn.Sequential(
+                torch.nn.Linear(x.shape[1], 128),
+                torch.nn.SiLU(),
+                torch.nn.Linear(128, 128),
+                torch.nn.SiLU(),
+                torch.nn.Linear(128, y.shape[1]),
+            )
+        xt = torch.from_numpy((x - stats["x_mean"]) / stats["x_std"])
+        yt = torch.from_numpy(y / stats["y_std"])
+        opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+        with torch.enable_grad():
+            for _ in range(steps):
+                idx = torch.randint(len(xt), (min(batch, len(xt)),), generator=gen)
+                loss = torch.nn.functional.mse_loss(net(xt[idx]), yt[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        return cls(net, stats)
+
+    @torch.no_grad()
+    def roll(self, state: np.ndarray, actions: np.ndarray, carry: Any = None) -> tuple[np.ndarray, Any]:
+        """The state after the K actions of a chunk: state float32 [N, S], actions [N, K, A] -> ([N, S], carry).
+        ``carry`` = (previous action [N, A], previous step [N, S]); None at the start (zeros, as in training)."""
+        st = self.stats
+        s = state.astype(np.float32)
+        a_prev, ds_prev = carry if carry is not None else (np.zeros_like(actions[:, 0]), np.zeros_like(s))
+        for t in range(actions.shape[1]):
+            x = np.concatenate([s, actions[:, t], a_prev, ds_prev], axis=1)
+            ds = self.net(torch.from_numpy(((x - st["x_mean"]) / st["x_std"]).astype(np.float32))).numpy()
+            ds = ds * st["y_std"]
+            s_next = np.clip(s + ds, st["low"], st["high"]).astype(np.float32)
+            a_prev, ds_prev, s = actions[:, t].astype(np.float32), s_next - s, s_next
+        return s, (a_prev, ds_prev)
 
 
 def _observation(frame: np.ndarray, state: np.ndarray, instruction: str, camera: str, t: float) -> Observation:
@@ -147,7 +227,7 @@ def imagine_rollouts(
     cfg: ImagineConfig,
     camera: str,
     seed: int | None = None,
-    proprio_model: ProprioModel | None = None,
+    proprio_model: ProprioModel | ProprioNet | None = None,
 ) -> ImaginedBatch:
     """B×G imagined trajectories in lockstep. Shapes: N = B·G, C = max chunks, K = chunk size."""
     if seed is not None:
@@ -167,6 +247,7 @@ def imagine_rollouts(
     wm_state = world_model.reset(context, context_actions)
     latest = context[:, -1]  # [N, H, W, 3]: the frame the policy sees first
     proprio = np.stack([s.state for s in rows]).astype(np.float32)  # [N, S]
+    proprio_carry: Any = None  # what the proprio model carries between chunks
 
     observations: list[list[Observation]] = [[] for _ in range(n)]
     token_ids = torch.zeros((n, c_max, k, 0), dtype=torch.long)
@@ -200,7 +281,7 @@ def imagine_rollouts(
         done |= newly | (c + 1 >= chunks_left)
         latest = frames[:, -1]
         if cfg.proprio == "learned" and proprio_model is not None:
-            proprio = proprio_model.roll(proprio, np.asarray(actions, np.float32))
+            proprio, proprio_carry = proprio_model.roll(proprio, np.asarray(actions, np.float32), proprio_carry)
         if done.all():
             break
 

@@ -7,8 +7,11 @@ The numbers follow WMPO §3.2 and WoVR §2.2 (PAPERS.md §1.2, §2.2) scaled dow
   most recent frames (WoVR: 4; WMPO: 4 without the anchor). We default to 2: at 64×64 in Meta-World the arm is
   position-controlled, two frames carry its motion, and each memory frame costs input width.
 - ``context_noise``: noisy-context training. WMPO's paper says 50/1000, its code 15/1000; we draw the level per
-  sample uniformly from [0, 0.05] (the paper's figure as the upper end, clean context inside the support because
-  inference feeds the model its own, clean-but-blurry, frames).
+  sample uniformly from [0, 0.15] (clean context inside the support because inference starts from real frames).
+  Measured on drawer-close (128 base episodes, 16 open-loop replays of real actions judged by the reward model
+  vs the real outcome): upper end 0.05 (4000 steps) → agreement 0.62, imagined success 0.88 vs 0.50 real;
+  0.15 (3000 steps) → 0.81 and 0.56; 0.30 (3000 steps) → 0.56 and 0.94. Our model's own frames drift further
+  from clean than a billion-parameter model's, so it must learn to repair more.
 - ``sampling_steps``: few-step rectified-flow sampling (WoVR: 5 by default, 1–3 possible); 2 here, 1–10 allowed.
 """
 
@@ -30,7 +33,7 @@ class WorldModelConfig:
     trunk_channels: tuple[int, ...] = (32, 64, 96)  # diffusers UNet2DModel block widths
     layers_per_block: int = 1
     action_embed_dim: int = 128  # per-frame embedding: timestep + action + frame index (WMPO t_s + a_s)
-    context_noise: float = 0.05  # max noise level on context frames in training (WMPO paper 50/1000)
+    context_noise: float = 0.15  # max noise level on context frames in training (WMPO paper 50/1000; see above)
     sampling_steps: int = 2  # Euler steps of the rectified-flow sampler at inference (1–10)
     # Action normalisation, fitted on the training episodes: a_norm = (a - mean) / std.
     action_mean: tuple[float, ...] = field(default_factory=tuple)
