@@ -173,6 +173,13 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float, float
     return p, max(0.0, centre - half), min(1.0, centre + half)
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far, MiB (a stage's line carries the peak up to its end)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def machine() -> str:
     import os
 
@@ -421,7 +428,7 @@ def run_bench(
 
     t0 = time.perf_counter()
     base = train_base(store, out / "base_policy", cfg)
-    rec.emit("paper/stage/base", "wall_time", time.perf_counter() - t0, "s")
+    rec.emit("paper/stage/base", "wall_time", time.perf_counter() - t0, "s", peak_rss_mib=peak_rss_mib())
 
     failed: list[str] = []
     if jobs <= 1 or len(cfg.tasks) == 1:
@@ -515,7 +522,7 @@ def _run_task(
     def stage(name: str, fn: Callable[[], Any]) -> Any:
         t = time.perf_counter()
         value = fn()
-        rec.emit(f"paper/{task}/stage/{name}", "wall_time", time.perf_counter() - t, "s")
+        rec.emit(f"paper/{task}/stage/{name}", "wall_time", time.perf_counter() - t, "s", peak_rss_mib=peak_rss_mib())
         return value
 
     def fresh() -> Any:
@@ -751,10 +758,10 @@ def write_report(lines: list[dict[str, Any]], cfg: BenchConfig, out: Path) -> Pa
     for ln in lines:
         if ln["figure"] not in ("success_rate", "wall_time"):
             md.append(f"| {ln['name']} | {ln['figure']} | {ln['value']:.3f} |")
-    md += ["", "## Stage wall times (s)", "", "| stage | s |", "|---|---|"]
+    md += ["", "## Stage wall times and memory", "", "| stage | s | process peak RSS so far (MiB) |", "|---|---|---|"]
     for ln in lines:
         if ln["figure"] == "wall_time":
-            md.append(f"| {ln['name']} | {ln['value']:.1f} |")
+            md.append(f"| {ln['name']} | {ln['value']:.1f} | {ln.get('peak_rss_mib', '')} |")
     md += ["", "![success](success.png)", ""]
     (out / "report.md").write_text("\n".join(md))
 
