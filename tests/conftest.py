@@ -16,6 +16,9 @@ import pytest
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# typer draws a CLI error in a box as wide as the terminal: at 80 columns a message with a tmp path wraps where
+# the path's length puts it (pytest-9 vs pytest-10), and a test that looks for the message failed on some runs
+os.environ["TERMINAL_WIDTH"] = "400"  # typer reads it for its error box
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
