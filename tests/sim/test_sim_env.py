@@ -91,3 +91,20 @@ def test_camera_size_and_unknown_camera() -> None:
         assert arm.reset(0).images["topview"].shape == (32, 48, 3)
     with pytest.raises(ValueError, match="unknown camera"):
         MetaWorldArm("reach", camera="ceiling")
+
+
+def test_advance_renders_only_when_observed_and_matches_step(drawer_arm: MetaWorldArm) -> None:
+    """``advance`` steps the physics without a render; ``observe`` then shows the same frame ``step`` would."""
+    actions = np.random.default_rng(0).uniform(-1, 1, (8, 4)).astype(np.float32)
+    drawer_arm.reset(5)
+    for a in actions:
+        stepped = drawer_arm.step(a)
+    drawer_arm.reset(5)
+    before = drawer_arm.observe()
+    for a in actions:
+        drawer_arm.advance(a)
+    assert drawer_arm.steps == len(actions) and drawer_arm._stale
+    advanced = drawer_arm.observe()
+    assert not np.array_equal(advanced.images[drawer_arm.camera], before.images[drawer_arm.camera])
+    np.testing.assert_array_equal(advanced.images[drawer_arm.camera], stepped.images[drawer_arm.camera])
+    np.testing.assert_allclose(advanced.state, stepped.state)
