@@ -180,3 +180,39 @@ def test_held_out_split_keeps_every_task_and_outcome() -> None:
     assert split_held_out(eps, 0.25, seed=0)[1] == held
     only_b = split_held_out([e for e in eps if e.task == "b"], 0.25, seed=0)[1]
     assert only_b == [e for e in held if e.task == "b"]  # a task filter keeps the same test episodes
+
+
+@pytest.mark.parametrize("moved", [0, 1, 3, 4])
+def test_a_checkpoint_write_killed_during_its_swap_is_finished_on_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moved: int
+) -> None:
+    """The swap moves the new files in one by one and the manifest last: a kill after ``moved`` of them leaves no
+    manifest in the folder; ``finish_interrupted_write`` completes the swap and the new checkpoint reads back."""
+    import os
+
+    from trainer.world_model import checkpoint as ck
+
+    old, new = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(new.parameters())
+    new(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    ck.write_model_dir(tmp_path / "ckpt", old, {"v": 1}, kind="world-model", optimizer=opt, train_state={"step": 2})
+    real_replace, calls = os.replace, []
+
+    def killed(src: object, dst: object) -> None:
+        if len(calls) == moved:
+            raise KeyboardInterrupt("SIGKILL")
+        calls.append(src)
+        real_replace(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ck.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        ck.write_model_dir(tmp_path / "ckpt", new, {"v": 2}, kind="world-model", optimizer=opt, train_state={"step": 4})
+    monkeypatch.setattr(ck.os, "replace", real_replace)
+    with pytest.raises(FileNotFoundError):
+        ck.read_model_dir(tmp_path / "ckpt", "world-model")
+    assert ck.finish_interrupted_write(tmp_path / "ckpt")
+    weights, config, _ = ck.read_model_dir(tmp_path / "ckpt", "world-model")
+    assert config == {"v": 2} and torch.equal(weights["weight"], new.weight.detach())
+    assert json.loads((tmp_path / "ckpt" / "train_state.json").read_text())["step"] == 4
+    assert not (tmp_path / "ckpt.tmp").exists() and not ck.finish_interrupted_write(tmp_path / "ckpt")

@@ -77,6 +77,33 @@ def write_model_dir(
     return out
 
 
+def finish_interrupted_write(out: str | Path) -> bool:
+    """Complete a :func:`write_model_dir` that was killed during its swap; -> whether it did.
+
+    The swap removes ``out``'s manifest, moves the new files in one by one, and moves the new manifest last, so
+    a kill in between leaves ``out`` without a manifest and the new manifest (with the files not yet moved) in
+    the ``.tmp`` sibling. When every file the new manifest lists is there, in one folder or the other, with its
+    hash, the swap is finished here; otherwise nothing changes. (A kill while the ``.tmp`` folder is being
+    written leaves ``out`` as it was.) Seen in CI: a worker SIGKILLed during a world-model checkpoint left a
+    checkpoint the next worker could not resume from."""
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    if (out / MANIFEST_FILE).exists() or not (tmp / MANIFEST_FILE).exists():
+        return False
+    files = json.loads((tmp / MANIFEST_FILE).read_text()).get("files", {})
+    for name, digest in files.items():
+        src = tmp / name if (tmp / name).exists() else out / name
+        if not src.exists() or sha256(src) != digest:
+            return False
+    out.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        if (tmp / name).exists():
+            os.replace(tmp / name, out / name)
+    os.replace(tmp / MANIFEST_FILE, out / MANIFEST_FILE)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return True
+
+
 def read_model_dir(path: str | Path, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
     """-> (weights, config, manifest); checks the kind and each file's sha256."""
     path = Path(path)

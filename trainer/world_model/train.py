@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainer.world_model.checkpoint import load_optimizer, read_model_dir, write_model_dir
+from trainer.world_model.checkpoint import finish_interrupted_write, load_optimizer, read_model_dir, write_model_dir
 from trainer.world_model.config import PRESETS, WorldModelConfig
 from trainer.world_model.data import ChunkWindows, RecordedEpisode, load_episodes
 from trainer.world_model.flow import flow_loss, sampler_times
@@ -92,6 +92,8 @@ def fit_world_model(
     out = Path(out)
     ckpt = out / CHECKPOINT_DIR
     start_step = 0
+    if resume:
+        finish_interrupted_write(ckpt)  # a worker killed while writing its checkpoint
     if resume and (ckpt / "train_state.json").exists():
         weights, cfg_json, _ = read_model_dir(ckpt, KIND)
         cfg = WorldModelConfig.from_json(cfg_json)
