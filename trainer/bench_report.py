@@ -24,6 +24,13 @@ def machine() -> dict[str, Any]:
     return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "load_1min": load}
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far, MiB (Linux reports KiB)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def emit(name: str, figure: str, value: float, unit: str, config: dict[str, Any], **extra: Any) -> None:
     """One JSON line on stdout (plain print, not rich, so it stays machine-readable)."""
     row = {"name": name, "figure": figure, "value": value, "unit": unit, "machine": machine(), "config": config}

@@ -33,7 +33,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -44,6 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trainer.bench_report import machine, peak_rss_mib
 from trainer.coevolution import Imagination, WMPOConfig, build_imagination, coevolve, wmpo
 from trainer.grpo import PRESETS as GRPO_PRESETS
 from trainer.grpo import GRPOConfig
@@ -171,19 +171,6 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float, float
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return p, max(0.0, centre - half), min(1.0, centre + half)
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory so far, MiB (a stage's line carries the peak up to its end)."""
-    import resource
-
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def machine() -> str:
-    import os
-
-    return f"{platform.machine()} {os.cpu_count()} cpu, {platform.python_version()}, torch {torch.__version__}"
 
 
 @dataclass
@@ -463,7 +450,9 @@ def run_task_processes(cfg: BenchConfig, out: Path, jobs: int, echo: Callable[[s
     running: list[tuple[str, subprocess.Popen[bytes], Path, int]] = []
 
     def tail(path: Path, offset: int) -> int:
-        data = path.read_bytes()[offset:]
+        with path.open("rb") as f:
+            f.seek(offset)
+            data = f.read()
         complete = data[: data.rfind(b"\n") + 1]
         for line in complete.decode(errors="replace").splitlines():
             if echo is not None and line.startswith("{"):

@@ -12,7 +12,6 @@ The simulator's frames seed the world model's context and the training windows, 
 
 from __future__ import annotations
 
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -20,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from trainer.bench_report import machine, peak_rss_mib
 
 
 @dataclass(frozen=True)
@@ -35,13 +36,7 @@ class BenchConfig:
     image_size: tuple[int, int] = (64, 64)
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
-
-
 def _machine() -> dict[str, Any]:
-    from trainer.bench_report import machine
-
     return {**machine(), "torch_threads": torch.get_num_threads()}
 
 
@@ -100,7 +95,7 @@ def run_bench(cfg: BenchConfig, echo: Callable[[str], None] | None = print) -> l
     base = {k: v for k, v in asdict(cfg).items() if k not in ("sampling_steps",)}
     sim_fps, frames, actions = sim_rate(cfg.task, cfg.image_size, cfg.seconds)
     emit(f"sim/{cfg.task}", "step_render_rate", sim_fps, "frames/s", **base)
-    emit(f"sim/{cfg.task}", "peak_rss", peak_rss_mb(), "MiB", **base)
+    emit(f"sim/{cfg.task}", "peak_rss", peak_rss_mib(), "MiB", **base)
 
     if cfg.model:
         wm = PixelWorldModel.load(cfg.model)
@@ -115,7 +110,7 @@ def run_bench(cfg: BenchConfig, echo: Callable[[str], None] | None = print) -> l
         fps = imagine_rate(wm, frames, cfg.batch, cfg.seconds)
         emit("world_model/imagine", "frames_per_s", fps, "frames/s", sampling_steps=steps, params=params, **base)
         emit("world_model/imagine", "ratio_to_sim", fps / sim_fps, "x", sampling_steps=steps, params=params, **base)
-    emit("world_model/imagine", "peak_rss", peak_rss_mb(), "MiB", params=params, **base)
+    emit("world_model/imagine", "peak_rss", peak_rss_mib(), "MiB", params=params, **base)
 
     per_step = train_step_seconds(wm.config, RecordedEpisode("bench", cfg.task, "bench", frames, actions, None), cfg)
     emit(
@@ -133,7 +128,7 @@ def run_bench(cfg: BenchConfig, echo: Callable[[str], None] | None = print) -> l
         "chunks/s",
         **base,
     )
-    emit("world_model/train", "peak_rss", peak_rss_mb(), "MiB", **base)
+    emit("world_model/train", "peak_rss", peak_rss_mib(), "MiB", **base)
     return rows
 
 
