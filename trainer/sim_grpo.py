@@ -72,9 +72,9 @@ class SimGroupSampler:
 
     def __post_init__(self) -> None:
         self._own = self.pool is None
-        pool = ArmPool() if self.pool is None else self.pool
-        self.arms = pool.get(self.task, self.group_size, self.max_steps)
-        self._pool = pool
+        if self.pool is None:
+            self.pool = ArmPool()
+        self.arms = self.pool.get(self.task, self.group_size, self.max_steps)
         self.used = 0
         self.successes = 0
         self._scene = self.seed
@@ -84,8 +84,8 @@ class SimGroupSampler:
         return self.budget - self.used
 
     def close(self) -> None:
-        if self._own:
-            self._pool.close()
+        if self._own and self.pool is not None:
+            self.pool.close()
 
     def __call__(self, n_groups: int) -> Rollouts:
         n_groups = max(0, min(n_groups, self.left // self.group_size))
