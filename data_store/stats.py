@@ -104,25 +104,37 @@ def mcnemar(a: Sequence[bool] | np.ndarray, b: Sequence[bool] | np.ndarray) -> P
     return PairedTest(int(x.size), a_only, b_only, min(1.0, 2 * min(p_greater, p_less)), p_greater, p_less)
 
 
-def sign_flip(differences: Sequence[float] | np.ndarray, draws: int = 20_000, seed: int = 0) -> float:
-    """Two-sided p-value of a paired permutation (sign-flip) test that the mean difference is 0.
+def sign_flip(
+    differences: Sequence[float] | np.ndarray, draws: int = 20_000, seed: int = 0, alternative: str = "two-sided"
+) -> float:
+    """p-value of a paired permutation (sign-flip) test that the mean difference is 0.
 
     ``differences[i]`` is method − reference on scene i (e.g. a method's success averaged over its training
-    seeds, minus the reference's on the same scene). Exact over all sign patterns when at most 16 scenes
-    differ, else ``draws`` random patterns (with the observed one counted, so p is never 0)."""
+    seeds, minus the reference's on the same scene). ``alternative``: "two-sided", "greater" (the method is
+    better) or "less" (the method is worse). Exact over all sign patterns when at most 16 scenes differ, else
+    ``draws`` random patterns (with the observed one counted, so p is never 0)."""
+    if alternative not in ("two-sided", "greater", "less"):
+        raise ValueError(f"alternative: expected two-sided, greater or less, got {alternative!r}")
     d = np.asarray(differences, dtype=np.float64)
     d = d[d != 0]
     if d.size == 0:
         return 1.0
-    observed = abs(d.sum())
     if d.size <= 16:
-        signs = ((np.arange(2**d.size)[:, None] >> np.arange(d.size)) & 1) * 2 - 1
-        sums = np.abs(signs @ d)
-        return float((sums >= observed - 1e-12).mean())
-    rng = np.random.default_rng(seed)
-    signs = rng.choice(np.array([-1.0, 1.0]), size=(draws, d.size))
-    hits = int((np.abs(signs @ d) >= observed - 1e-12).sum())
-    return (hits + 1) / (draws + 1)
+        signs = ((np.arange(2**d.size)[:, None] >> np.arange(d.size)) & 1) * 2.0 - 1
+        exact = True
+    else:
+        signs = np.random.default_rng(seed).choice(np.array([-1.0, 1.0]), size=(draws, d.size))
+        exact = False
+    sums, observed = signs @ d, d.sum()
+    if alternative == "two-sided":
+        hits = np.abs(sums) >= abs(observed) - 1e-12
+    elif alternative == "greater":
+        hits = sums >= observed - 1e-12
+    else:
+        hits = sums <= observed + 1e-12
+    if exact:
+        return float(hits.mean())
+    return (int(hits.sum()) + 1) / (draws + 1)
 
 
 def hierarchical_ci(

@@ -5,11 +5,13 @@
 3. **deploy**: the control plane starts (uvicorn on a thread, SQLite registry); the base is registered
    and rolled out; the robot agent (``flywheel robot run --server``) fetches it, verifies and runs it,
    recording successes and failures into the store and indexing them on the server;
-4. **cycle**: the trainer's cycle runs inline (``trainer.service.pipeline.run_cycle_inline``): snapshot →
-   world model → reward model → imagined GRPO → evaluate → register the candidate;
-5. **roll out**: while the robot runs, the candidate is rolled out over REST; the robot hot-swaps to it
-   at an episode boundary and keeps recording, now under the candidate's version;
-6. **report**: success before and after, per version, on the same scene seeds, with a plot.
+4. **cycle**: the trainer's cycle runs inline (``trainer.service.pipeline.run_cycle_inline``), the nightly cycle's
+   stages with the ``demo`` recipe (``trainer/recipe.py``): snapshot → world model → reward model → imagined GRPO
+   → judge (candidate against base at the deployment temperature, imagined and on seeded validation scenes of
+   the simulated arm, paired tests) → register the candidate, only if it does not lose;
+5. **roll out**, only if promoted: while the robot runs, the candidate is rolled out over REST; the robot
+   hot-swaps to it at an episode boundary and keeps recording, now under the candidate's version;
+6. **report**: the judge's figures (what decided), and the robot's episodes per version, with a plot.
 
 Every part is the real one the services use; only their sizes are small enough for a CPU.
 """
@@ -39,10 +41,8 @@ class DemoConfig:
     sft_steps: int = 400
     base_episodes: int = 16  # P: the base policy's real (simulated) rollouts the cycle learns from
     after_episodes: int = 16  # the candidate's episodes after the hot swap (same scene seeds as the base's)
-    cycle_preset: str = "tiny"  # world model, reward model
-    world_model_steps: int = 300
-    reward_model_steps: int = 200
-    grpo_iterations: int = 6
+    recipe: str = "demo"  # trainer/recipe.py: the cycle's settings
+    judge_scenes: int = 50  # seeded validation scenes the cycle judges candidate and base on
     max_steps: int | None = None  # per episode; None: the task's
     seed: int = 1000  # scene seed of the first deployed episode (demonstrations use 0..demos-1)
 
@@ -51,7 +51,7 @@ class DemoConfig:
         """Smallest sizes that still run every stage (the test of the demo)."""
         return cls(
             out=out, task=task, demos=2, sft_preset="tiny", sft_steps=20, base_episodes=4, after_episodes=2,
-            world_model_steps=4, reward_model_steps=10, grpo_iterations=1, max_steps=24,
+            recipe="quick", judge_scenes=4, max_steps=24,
         )  # fmt: skip
 
 
@@ -79,15 +79,19 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         _robot_run(config, store_dir, policy="server", episodes=config.base_episodes, seed=config.seed,
                    max_steps=config.max_steps, server=server.url)  # fmt: skip
 
-        _stage(4, "the trainer's cycle: world model → reward model → imagined GRPO → evaluate → register")
+        _stage(4, "the trainer's cycle: world model → reward model → imagined GRPO → judge → register")
         run = _cycle(config, out, store_dir, base_dir)
-        if run.get("state") != "succeeded" or not run.get("candidate"):
+        if run.get("state") != "succeeded":
             console.print(f"[red]the cycle did not finish:[/red] {run.get('reason') or run.get('state')}")
             raise SystemExit(1)
-        candidate = str(run["candidate"]["version"])
-
-        _stage(5, f"roll out candidate {candidate} while the robot runs: hot swap at the next episode boundary")
-        after = _run_with_rollout(config, store_dir, server.url, http, candidate)
+        candidate = str(run["candidate"]["version"]) if run.get("candidate") else None
+        after: list[str] = []
+        if candidate is not None:
+            _stage(5, f"roll out candidate {candidate} while the robot runs: hot swap at the next episode boundary")
+            after = _run_with_rollout(config, store_dir, server.url, http, candidate)
+        else:
+            _stage(5, f"no rollout: the candidate was not promoted ({run.get('outcome_reason')}); the robot keeps "
+                      f"the base")  # fmt: skip
 
     _stage(6, "before / after")
     report = _report(config, out, store_dir, base, candidate, run, after)
@@ -145,17 +149,15 @@ def _cycle(config: DemoConfig, out: Path, store_dir: Path, base_dir: Path) -> di
     cycle = CycleConfig(
         policy=str(base_dir),
         task=config.task,
-        preset=config.cycle_preset,
-        options={
-            "world_model": {"steps": config.world_model_steps},
-            "reward_model": {"steps": config.reward_model_steps},
-            "grpo": {"iterations": config.grpo_iterations},
-        },
+        recipe=config.recipe,
+        sim_task=config.task,
+        sim_episodes=config.judge_scenes,
     )
     settings = ServiceSettings(data_dir=out, store=str(store_dir))
 
     def publish(meta: dict[str, Any]) -> None:
-        shown = {k: round(v, 3) for k, v in (meta.get("metrics") or {}).items() if isinstance(v, float)}
+        shown = {k: round(v, 3) for k, v in (meta.get("metrics") or {}).items() if isinstance(v, float) and
+                 not any(w in k for w in ("ci95", "sampling", "p_worse", "p_better", "_n"))}  # fmt: skip
         console.print(f"  {meta.get('stage', ''):<13} {meta.get('step')}/{meta.get('total')} {shown or ''}",
                       highlight=False)  # fmt: skip
 
@@ -198,16 +200,41 @@ def _complete_since(store_dir: Path, before: set[str]) -> list[str]:
 
 
 def _report(
-    config: DemoConfig, out: Path, store_dir: Path, base: str, candidate: str, run: dict[str, Any], after: list[str]
+    config: DemoConfig,
+    out: Path,
+    store_dir: Path,
+    base: str,
+    candidate: str | None,
+    run: dict[str, Any],
+    after: list[str],
 ) -> dict[str, Any]:
+    """report.json, report.md and report.png: the judge's figures (what decided), then the robot's episodes."""
     from data_store.episodes import EpisodeStore
+    from data_store.stats import wilson
 
     store = EpisodeStore(store_dir)
-    rows: dict[str, dict[str, Any]] = {}
+    evaluation = (run.get("results") or {}).get("evaluate") or {}
+    figures = dict(evaluation.get("metrics") or {})
+    judged: dict[str, dict[str, Any]] = {}
+    for where in ("sim", "imagined"):
+        for who, prefix in (("base", "parent_"), ("candidate", "")):
+            rate = figures.get(f"{prefix}{where}_success")
+            if rate is not None:
+                low, high = figures[f"{prefix}{where}_ci95_low"], figures[f"{prefix}{where}_ci95_high"]
+                judged.setdefault(where, {})[who] = {"rate": rate, "low": low, "high": high}
+        if where in judged:
+            judged[where]["p_worse"] = figures.get(f"{where}_p_worse")
+            judged[where]["p_better"] = figures.get(f"{where}_p_better")
+            judged[where]["n"] = figures.get(f"{where}_n")
+    robot: dict[str, dict[str, Any]] = {}
     for label, version in (("base", base), ("candidate", candidate)):
+        if version is None:
+            continue
         eps = [e for e in store.episodes(policy_version=version, status="complete") if e.success != "unknown"]
         wins = sum(e.success == "true" for e in eps)
-        rows[label] = {"version": version, "episodes": len(eps), "successes": wins, **_wilson(wins, len(eps))}
+        r = wilson(wins, len(eps))
+        robot[label] = {"version": version, "episodes": len(eps), "successes": wins, "rate": r.rate, "low": r.low,
+                        "high": r.high}  # fmt: skip
     swapped = [store.info(e).policy_version for e in after]
     metrics = {
         f"{p['stage']}.{k}": v
@@ -215,72 +242,93 @@ def _report(
         for k, v in (p.get("metrics") or {}).items()
         if isinstance(v, int | float)
     }
-    report = {"config": {k: str(v) for k, v in asdict(config).items()}, "success": rows, "cycle_metrics": metrics,
-              "versions_after_rollout": swapped, "run_id": run.get("run_id")}  # fmt: skip
+    report = {
+        "config": {k: str(v) for k, v in asdict(config).items()},
+        "deploy_temperature": figures.get("deploy_temperature"),
+        "sampling_temperature": figures.get("sampling_temperature"),
+        "judged": judged,
+        "promoted": candidate is not None,
+        "outcome_reason": run.get("outcome_reason"),
+        "figures": list((evaluation.get("info") or {}).get("figures") or []),
+        "robot": robot,
+        "cycle_metrics": metrics,
+        "versions_after_rollout": swapped,
+        "run_id": run.get("run_id"),
+    }
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    _plot(rows, out / "report.png", config.task)
+    _plot(report, out / "report.png", config.task)
     _markdown(report, out / "report.md")
 
-    table = Table(title=f"{config.task}: true success on the simulated arm")
-    for col in ("policy", "version", "success", "95% interval"):
+    table = Table(title=f"{config.task}: the cycle's judgement, at the deployment temperature")
+    for col in ("where", "base", "candidate", "paired p (candidate worse / better)"):
         table.add_column(col)
-    for label, r in rows.items():
-        table.add_row(label, r["version"], f"{r['successes']}/{r['episodes']} = {r['rate']:.0%}",
-                      f"[{r['low']:.0%}, {r['high']:.0%}]")  # fmt: skip
+    for where, j in judged.items():
+        table.add_row(where, _pct(j.get("base")), _pct(j.get("candidate")),
+                      f"{j.get('p_worse', math.nan):.3f} / {j.get('p_better', math.nan):.3f}")  # fmt: skip
     console.print(table)
-    if base == candidate:
-        console.print("[yellow]the candidate is the base itself: GRPO had no learning signal (see report.md)[/yellow]")
+    verdict = "[green]promoted[/green]" if candidate else "[yellow]not promoted[/yellow]"
+    console.print(f"{verdict}: {run.get('outcome_reason')}")
     return report
 
 
-def _wilson(k: int, n: int, z: float = 1.96) -> dict[str, float]:
-    if n == 0:
-        return {"rate": math.nan, "low": math.nan, "high": math.nan}
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return {"rate": p, "low": max(0.0, centre - half), "high": min(1.0, centre + half)}
+def _pct(r: dict[str, Any] | None) -> str:
+    if not r:
+        return "–"
+    return f"{r['rate']:.0%} [{r['low']:.0%}, {r['high']:.0%}]"
 
 
-def _plot(rows: dict[str, dict[str, Any]], path: Path, task: str) -> None:
+def _plot(report: dict[str, Any], path: Path, task: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{k}\n{v['version']}" for k, v in rows.items()]
-    rates = [v["rate"] for v in rows.values()]
-    errs = [[v["rate"] - v["low"] for v in rows.values()], [v["high"] - v["rate"] for v in rows.values()]]
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
-    ax.bar(labels, rates, yerr=errs, capsize=6, color=["#8a9bb0", "#3b7dd8"])
+    bars = [(f"{where}\n{who}", j[who]) for where, j in report["judged"].items() for who in ("base", "candidate")
+            if who in j]  # fmt: skip
+    bars += [(f"robot\n{who}", r) for who, r in report["robot"].items() if r["episodes"]]
+    fig, ax = plt.subplots(figsize=(1.4 * max(2, len(bars)) + 1, 3.5), dpi=100)
+    if bars:
+        rates = [b["rate"] for _, b in bars]
+        errs = [[b["rate"] - b["low"] for _, b in bars], [b["high"] - b["rate"] for _, b in bars]]
+        colors = ["#8a9bb0" if "base" in label else "#3b7dd8" for label, _ in bars]
+        ax.bar([label for label, _ in bars], rates, yerr=errs, capsize=6, color=colors)
     ax.set_ylim(0, 1)
-    ax.set_ylabel("success rate (Wilson 95%)")
-    ax.set_title(f"{task}: before and after one flywheel cycle")
+    ax.set_ylabel("success rate (95% interval)")
+    t = report.get("deploy_temperature")
+    ax.set_title(f"{task}: base vs candidate at T={t if t is not None else '?'}")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
 def _markdown(report: dict[str, Any], path: Path) -> None:
-    lines = ["# vla-flywheel demo", "", "| policy | version | success | 95% interval |", "|---|---|---|---|"]
-    for label, r in report["success"].items():
+    t = report.get("deploy_temperature")
+    lines = [
+        "# vla-flywheel demo",
+        "",
+        f"## The cycle's judgement: base vs candidate at the deployment temperature T = {t}",
+        "",
+        "| where | base | candidate | paired p (candidate worse) | paired p (candidate better) |",
+        "|---|---|---|---|---|",
+    ]
+    for where, j in report["judged"].items():
+        lines.append(f"| {where} | {_pct(j.get('base'))} | {_pct(j.get('candidate'))} | "
+                     f"{j.get('p_worse', math.nan):.3f} | {j.get('p_better', math.nan):.3f} |")  # fmt: skip
+    verdict = "**promoted**" if report["promoted"] else "**not promoted**"
+    lines += ["", f"{verdict}: {report.get('outcome_reason')}", "", "All figures, including the sampling temperature:",
+              ""]  # fmt: skip
+    lines += [f"- {f}" for f in report["figures"]]
+    lines += ["", "## On the robot (episodes recorded by the robot agent, per version)", "",
+              "| policy | version | success | 95% interval |", "|---|---|---|---|"]  # fmt: skip
+    for label, r in report["robot"].items():
         lines.append(f"| {label} | `{r['version']}` | {r['successes']}/{r['episodes']} = {r['rate']:.0%} "
                      f"| [{r['low']:.0%}, {r['high']:.0%}] |")  # fmt: skip
+    if report["versions_after_rollout"]:
+        lines += ["", f"Versions the robot ran after the rollout call, episode by episode: "
+                  f"{', '.join(report['versions_after_rollout'])}"]  # fmt: skip
     lines += ["", "![before and after](report.png)", "", "## The cycle", ""]
     lines += [f"- {k}: {v:.4g}" for k, v in sorted(report["cycle_metrics"].items())]
-    base, cand = report["success"]["base"], report["success"]["candidate"]
-    if base["episodes"] and cand["episodes"] and cand["low"] <= base["high"] and base["low"] <= cand["high"]:
-        lines += ["", "The two 95% intervals overlap: with this few episodes the difference is not significant. "
-                  "`flywheel bench paper` measures the effect on ≥ 100 seeded episodes per task."]  # fmt: skip
-    if base["version"] == cand["version"]:
-        lines += [
-            "",
-            "The candidate is the base itself: imagined GRPO made no update (every group was filtered: all "
-            "rollouts of a start succeeded or all failed), so its weights, and version, are the base's.",
-        ]
-    lines += ["", f"Versions the robot ran after the rollout call, episode by episode: "
-              f"{', '.join(report['versions_after_rollout'])}", ""]  # fmt: skip
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines) + "\n")
 
 
 class _Http:

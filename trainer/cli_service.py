@@ -26,18 +26,22 @@ def styled(text: str, state: str) -> str:
 
 
 def cycle(
-    policy: str = typer.Option("", help="The policy artifact directory to improve."),
+    policy: str = typer.Option("", help="The policy to improve: an artifact folder, or a registry version or alias."),
     task: str = typer.Option("", help="Train on this task's episodes only (default: every complete episode)."),
-    preset: str = typer.Option("tiny", help="Model sizes: tiny | small | base."),
-    sim_task: str = typer.Option("", help="Also evaluate the candidate in the simulator on this Meta-World task."),
-    sim_episodes: int = typer.Option(0, min=0, help="Simulator episodes for the evaluation."),
+    recipe: str = typer.Option("", help="The recipe (trainer/recipe.py): default | demo | quick. Default: default."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="A recipe setting, KEY=VALUE (JSON value), e.g. --set iterations=4 --set kir_share=0.5."
+    ),
+    sim_task: str = typer.Option("", help="Also judge the candidate in the simulator on this Meta-World task."),
+    sim_episodes: int = typer.Option(0, min=0, help="Simulator scenes for that judgement."),
+    continue_from: str = typer.Option("", help="Fine-tune this run's world and reward models (a run id, or 'last')."),
     seed: int = typer.Option(0),
     config: Path | None = typer.Option(None, help="A JSON CycleConfig; the options above override its fields."),
     inline: bool = typer.Option(False, help="Run every stage in this process, without a broker or worker."),
     resume: str = typer.Option("", help="Queue this existing run again: done stages are skipped, the rest resume."),
     wait: bool = typer.Option(False, help="Follow the run with progress bars until it ends."),
 ) -> None:
-    """Start one flywheel cycle (snapshot → world model ∥ reward model → imagined GRPO → evaluate → register)."""
+    """Start one flywheel cycle (snapshot → world model → reward model → imagined GRPO → judge → register)."""
     from trainer.service.pipeline import resume_cycle, run_cycle_inline, submit_cycle
     from trainer.service.settings import load_settings
     from trainer.service.stage import CycleConfig, StageError
@@ -48,16 +52,21 @@ def cycle(
             base = json.loads(config.read_text())
         except (OSError, ValueError) as e:
             raise typer.BadParameter(f"cannot read {config}: {e}", param_hint="--config") from e
-    fields = {"policy": policy, "task": task, "preset": preset, "sim_task": sim_task}
+        if not isinstance(base, dict):
+            raise typer.BadParameter(f"{config}: expected a JSON object", param_hint="--config")
+    fields = {"policy": policy, "task": task, "recipe": recipe, "sim_task": sim_task, "continue_from": continue_from}
     base.update({k: v for k, v in fields.items() if v})
     if sim_episodes:
         base["sim_episodes"] = sim_episodes
     if seed:
         base["seed"] = seed
+    if set_:
+        base["overrides"] = {**dict(base.get("overrides") or {}), **_settings(set_)}
     try:
         cfg = CycleConfig.from_json(base)
-    except TypeError as e:
-        raise typer.BadParameter(f"not a cycle config: {e}", param_hint="--config") from e
+        cfg.resolved_recipe()
+    except (TypeError, ValueError) as e:
+        raise typer.BadParameter(f"not a cycle config: {e}", param_hint="--config / --recipe / --set") from e
     settings = load_settings()
     try:
         if resume:
@@ -80,6 +89,20 @@ def cycle(
         console.print(status_view(record))
         if record["state"] == "failed":
             raise typer.Exit(1)
+
+
+def _settings(pairs: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` pairs as recipe overrides; a value is JSON when it parses (numbers, true, {...})."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--set")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
 
 
 def status(
@@ -153,6 +176,9 @@ def _follow(run_id: str, every_s: float = 0.5) -> dict[str, Any]:
     return record
 
 
+_DETAIL = ("ci95", "sampling", "p_worse", "p_better", "_n")  # in the run record, not in the one-line view
+
+
 def status_view(record: dict[str, Any]) -> Group:
     """The run's header line, one progress bar per stage, and the candidate or the reason it failed."""
     state = record["state"]
@@ -166,16 +192,23 @@ def status_view(record: dict[str, Any]) -> Group:
         total = p.get("total") or (1 if p["state"] == "done" else None)
         step = p.get("step") or (total if p["state"] == "done" else 0)
         bar = ProgressBar(total=float(total) if total else None, completed=float(step or 0), width=24)
-        metrics = "  ".join(f"{k}={v:.4g}" for k, v in sorted((p.get("metrics") or {}).items()))
+        shown = {k: v for k, v in (p.get("metrics") or {}).items() if not any(w in k for w in _DETAIL)}
+        metrics = "  ".join(f"{k}={v:.4g}" for k, v in sorted(shown.items()))
         label = p["state"] + (" (reused)" if p.get("reused") else "") + (" (resumed)" if p.get("resumed") else "")
         table.add_row(p["stage"], styled(label, p["state"]), bar, f"{step}/{total or '?'}", metrics)
     parts: list[Any] = [head, table]
     if record.get("reason"):
         parts.append(f"[red]reason: {escape(record['reason'])}[/red]")
+    evaluation = ((record.get("results") or {}).get("evaluate") or {}).get("info") or {}
+    for line in evaluation.get("figures", []):
+        parts.append(f"  {escape(line)}")
+    if record.get("outcome") == "no improvement":
+        parts.append(f"[yellow]no candidate: {escape(str(record.get('outcome_reason') or ''))}[/yellow]")
     if record.get("candidate"):
         c = record["candidate"]
-        metrics = "  ".join(f"{k}={v:.4g}" for k, v in sorted(c.get("metrics", {}).items()))
-        parts.append(f"[green]candidate {c['version']}[/green]  {metrics}")
+        parts.append(
+            f"[green]candidate {c['version']} promoted[/green]: {escape(str(record.get('outcome_reason') or ''))}"
+        )
     return Group(*parts)
 
 
@@ -186,7 +219,7 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
         table.add_column(col, overflow="fold")
     for r in runs:
         episodes = str(len(r["snapshot"]["episodes"])) if r.get("snapshot") else "-"
-        candidate = (r.get("candidate") or {}).get("version", "-")
+        candidate = (r.get("candidate") or {}).get("version") or r.get("outcome") or "-"
         reason = escape(r.get("reason") or "")
         table.add_row(r["run_id"], styled(r["state"], r["state"]), r["trigger"], episodes, candidate, reason)
     return table

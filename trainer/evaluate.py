@@ -1,8 +1,13 @@
-"""Evaluate a policy on the simulated arm through the real robot-agent loop.
+"""Evaluate a policy on the simulated arm: per seeded scene, did it succeed?
 
-``evaluate_policy`` runs seeded episodes of one Meta-World task with ``robot_agent.loop.run_episode``
-(the same loop, slot and safety filter a robot runs), optionally recording each episode into an
-episode store, and reports the success rate with its Wilson 95% interval.
+- ``scene_outcomes`` (what the cycle's judge and the benches use): the outcome of each seeded scene, ``lockstep``
+  episodes at a time with one batched ``policy.sample`` per chunk (``trainer.sim_grpo.run_lockstep``): the same
+  policy call the robot makes (``act`` is ``sample`` of one observation), without the robot agent's loop, slot and
+  safety filter around it; on a 2-core CPU ~2.5× faster than one episode at a time. A test checks that it gives
+  the robot-agent loop's outcomes scene by scene at temperature 0.
+- ``evaluate_policy`` runs seeded episodes through the real robot-agent loop (``robot_agent.loop.run_episode``:
+  the loop, slot and safety filter a robot runs), optionally recording each episode, and reports the success
+  rate with its Wilson 95% interval.
 
 Seeds: evaluation starts at ``EVAL_SEED`` = 100 000 by default; demonstrations and RL scenes use
 seeds far below it (``trainer.base_table`` records demos from seed 0), so test scenes are unseen.
@@ -10,10 +15,14 @@ seeds far below it (``trainer.base_table`` records demos from seed 0), so test s
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import numpy as np
+
+from data_store.stats import wilson
 
 EVAL_SEED = 100_000
 
@@ -38,14 +47,45 @@ class EvalResult:
         return d
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score 95% interval for a binomial proportion (sound at 0/n and n/n, unlike the normal one)."""
+def wilson_interval(successes: int, n: int) -> tuple[float, float]:
+    """Wilson score 95% interval (``data_store.stats.wilson``); (0, 1) when there is nothing to count."""
     if n == 0:
         return (0.0, 1.0)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    r = wilson(successes, n)
+    return (r.low, r.high)
+
+
+def scene_outcomes(
+    policy: Any,
+    task: str,
+    seeds: Sequence[int] | range,
+    temperature: float,
+    *,
+    max_steps: int | None = None,
+    pool: Any = None,
+    store: Any = None,
+    robot_id: str = "eval",
+    lockstep: int = 10,
+) -> np.ndarray:
+    """bool [len(seeds)]: did ``policy`` succeed on each seeded scene of ``task`` at ``temperature``?
+
+    ``lockstep`` episodes at a time; arms come from ``pool`` (a ``trainer.sim_grpo.ArmPool``, kept open there) or
+    are made here and closed. With ``store``, every episode is recorded (robot ``robot_id``)."""
+    from trainer.sim_grpo import ArmPool, run_lockstep
+
+    seeds = list(seeds)
+    out = np.zeros(len(seeds), dtype=bool)
+    if not seeds:
+        return out
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(ArmPool())
+        arms = pool.get(task, min(lockstep, len(seeds)), max_steps)
+        for start in range(0, len(seeds), len(arms)):
+            part = seeds[start : start + len(arms)]
+            r = run_lockstep(policy, arms[: len(part)], part, temperature, store, robot_id=robot_id)
+            out[start : start + len(part)] = r.success.numpy() > 0
+    return out
 
 
 def run_seeded_episodes(

@@ -343,6 +343,7 @@ def fit_with_imagination(
     config: RewardConfig = RewardConfig(),
     world_model: Any = None,
     init: FrameRewardModel | str | Path | None = None,
+    on_log: Callable[[int, float], None] | None = None,
 ) -> RewardTrainResult:
     """``fit_reward_model`` with 20 % of ``episodes`` kept for calibration and, given a world model, the imagined
     counterparts of all of them: those of the training part are trained on, those of the calibration part join
@@ -357,6 +358,7 @@ def fit_with_imagination(
         calibration=[*calib_eps, *(fake[e.episode_id + ":imagined"] for e in calib_eps if fake)],
         imagined=[fake[e.episode_id + ":imagined"] for e in fit_eps if fake],
         init=init,
+        on_log=on_log,
     )
 
 

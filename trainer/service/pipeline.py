@@ -201,6 +201,8 @@ def _record_output(
         fields: dict[str, Any] = {"results": results}
         if "candidate" in out.info:
             fields["candidate"] = out.info["candidate"]
+        if "outcome" in out.info:  # the register stage: "promoted", or "no improvement" and why
+            fields.update(outcome=out.info["outcome"], outcome_reason=out.info.get("reason"))
         if all(s in results for s in table):
             fields.update(state="succeeded", finished_at=time.time())
         return fields

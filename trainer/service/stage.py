@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -38,24 +38,44 @@ class StageUnavailable(StageError):
 
 @dataclass(frozen=True)
 class CycleConfig:
-    """What one cycle trains on and how. Its hash, with the snapshot's, keys the cycle's work."""
+    """What one cycle trains on and how. Its hash, with the snapshot's, keys the cycle's work.
+
+    The training settings are a named recipe (``trainer.recipe.RECIPES``) with ``overrides`` of its fields, the
+    same recipe ``flywheel bench paper`` measures; ``seed`` is the recipe's seed. ``options`` are for a custom
+    stage table's own stages (and the shipped stages' bookkeeping: ``checkpoint_every``, ``log_every``,
+    ``camera``), never for the recipe."""
 
     policy: str = ""  # the policy to improve: a policy artifact directory (or a registry reference)
     task: str | None = None  # train on this task's episodes only; None: every complete episode
-    preset: str = "tiny"  # model sizes for the world model, reward model and GRPO ("tiny" | "small" | "base")
-    sim_task: str | None = None  # evaluate the candidate in the simulator too (Meta-World task name)
-    sim_episodes: int = 0
+    recipe: str = "default"  # trainer.recipe.RECIPES
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # recipe fields, e.g. {"iterations": 4}
+    sim_task: str | None = None  # judge the candidate in the simulator too (Meta-World task name)
+    sim_episodes: int = 0  # seeded validation scenes for that judgement
+    continue_from: str = ""  # a previous run id (or "last"): fine-tune its world and reward models (co-evolution)
     seed: int = 0
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # stage name -> keyword arguments
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["options"] = {k: dict(v) for k, v in self.options.items()}
+        d["overrides"] = dict(self.overrides)
         return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> CycleConfig:
-        return cls(**{**d, "options": {k: dict(v) for k, v in d.get("options", {}).items()}})
+        """TypeError naming what is not a field (an old config's ``preset``, a typo)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            hint = '; the model sizes are a recipe now: "recipe": "default" | "demo" | "quick"' if "preset" in d else ""
+            raise TypeError(f"unknown cycle setting(s) {unknown}{hint}")
+        return cls(
+            **{
+                **d,
+                "options": {k: dict(v) for k, v in d.get("options", {}).items()},
+                "overrides": dict(d.get("overrides", {})),
+            }
+        )
 
     def digest(self) -> str:
         """sha256 of the canonical JSON: the "config hash" half of the idempotency key."""
@@ -63,6 +83,13 @@ class CycleConfig:
 
     def stage_options(self, stage: str) -> dict[str, Any]:
         return dict(self.options.get(stage, {}))
+
+    def resolved_recipe(self) -> Any:
+        """The ``trainer.recipe.Recipe`` this cycle runs: the named preset, the overrides, the seed.
+        ValueError naming an unknown recipe or setting."""
+        from trainer.recipe import recipe
+
+        return recipe(self.recipe, **{**dict(self.overrides), "seed": self.seed})
 
 
 @dataclass(frozen=True)

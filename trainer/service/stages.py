@@ -1,14 +1,15 @@
-"""The real stage table: each stage adapts one trainer function to the ``Stage`` interface.
+"""The real stage table: each stage is one step of ``trainer/cycle.py`` (the one implementation of the cycle,
+the same steps ``flywheel bench paper`` measures), with the settings of the cycle's ``trainer.recipe.Recipe``.
+
+    snapshot → world model → reward model (also on the world model's replays) → imagined GRPO → evaluate → register
 
 A stage whose trainer function is not importable fails the run with ``StageUnavailable`` naming
-what is missing; nothing stands in for it. The adapters ask nothing of the trainers beyond their
-public functions: the episodes to train on (``ctx.snapshot``), an output folder, a checkpoint
-folder with ``resume``, and a progress callback.
+what is missing; nothing stands in for it. The adapters add only what a service needs: the snapshot's
+episodes, an output folder, a checkpoint folder with ``resume``, and a progress callback.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import json
 import math
@@ -44,21 +45,6 @@ def training_run_tag(key: str) -> str:
     return f"flywheel:{key}"
 
 
-def options_for(cls: Any, opts: dict[str, Any], stage: str, extra: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The stage options that are fields of the dataclass ``cls``; StageError naming any other option."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(opts) - known - set(extra))
-    if unknown:
-        raise StageError(f"{stage}: unknown option(s) {unknown}; known: {sorted(known | set(extra))}")
-    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in opts.items() if k in known}
-
-
-def preset_of(presets: dict[str, Any], name: str, what: str) -> Any:
-    if name not in presets:
-        raise StageError(f"{what}: unknown preset {name!r}; known: {', '.join(presets)}")
-    return presets[name]
-
-
 def numbers(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
     """The numeric leaves of a nested dict, flattened: {"episode": {"f1": 0.9}} -> {"episode_f1": 0.9}."""
     out: dict[str, float] = {}
@@ -70,163 +56,206 @@ def numbers(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
     return out
 
 
-def snapshot_episodes(ctx: StageContext, camera: str | None) -> list[Any]:
-    """The snapshot's episodes as the world-model package reads them (frames of one camera, actions, labels)."""
-    from trainer.world_model import load_episodes
+def cycle_recipe(ctx: StageContext) -> Any:
+    """The cycle's ``trainer.recipe.Recipe``; StageError naming an unknown recipe or setting."""
+    try:
+        return ctx.config.resolved_recipe()
+    except ValueError as e:
+        raise StageError(f"cycle config: {e}") from e
 
-    snap = ctx.snapshot
-    return load_episodes(snap.store, camera=camera, task=snap.task, episode_ids=snap.episode_ids)
+
+def snapshot_store(ctx: StageContext) -> Any:
+    """The episode store, showing only the snapshot's episodes."""
+    from data_store.episodes import EpisodeStore
+    from trainer.cycle import StoreView
+
+    return StoreView(EpisodeStore(ctx.snapshot.store, recover=False), ctx.snapshot.episode_ids)
 
 
-class SnapshotStore:
-    """An episode store that shows only the snapshot's episodes, for functions that list the store themselves."""
+def bookkeeping(ctx: StageContext, stage: str, known: tuple[str, ...]) -> dict[str, Any]:
+    """The stage's options (``CycleConfig.options[stage]``): bookkeeping only, never a recipe setting."""
+    opts = ctx.config.stage_options(stage)
+    unknown = sorted(set(opts) - set(known))
+    if unknown:
+        raise StageError(
+            f"{stage}: unknown option(s) {unknown}; known: {list(known)} (training settings are recipe overrides: "
+            '"overrides": {...} in the cycle config)'
+        )
+    return opts
 
-    def __init__(self, ctx: StageContext) -> None:
-        from data_store.episodes import EpisodeStore
 
-        self.store = EpisodeStore(ctx.snapshot.store, recover=False)
-        self.ids = set(ctx.snapshot.episode_ids)
+def previous_run_models(ctx: StageContext) -> tuple[Path, Path] | None:
+    """The world and reward models of ``CycleConfig.continue_from`` (a run id, or "last": the newest succeeded run of
+    this task), to fine-tune (co-evolution). None when the config names none, or "last" finds none."""
+    from trainer.service.progress import list_runs, read_run
 
-    def episodes(self, *args: Any, **filters: Any) -> list[Any]:
-        return [i for i in self.store.episodes(*args, **filters) if i.episode_id in self.ids]
+    name = ctx.config.continue_from
+    if not name:
+        return None
+    settings = ctx.settings
+    if name == "last":
+        runs = [
+            r
+            for r in list_runs(settings, limit=1000)
+            if r["run_id"] != ctx.run_id and r["state"] == "succeeded" and r["config"].get("task") == ctx.config.task
+        ]
+        if not runs:
+            return None
+        record = runs[0]
+    else:
+        try:
+            record = read_run(settings, name)
+        except (KeyError, ValueError) as e:
+            raise StageError(f"continue_from: {e}") from e
+    results = record.get("results") or {}
+    try:
+        paths = tuple(settings.work_dir / record["key"] / results[s]["artifacts"]["model"] for s in _MODELS)
+    except (KeyError, TypeError) as e:
+        raise StageError(f"continue_from: run {record['run_id']} has no trained world and reward model") from e
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise StageError(f"continue_from: run {record['run_id']}'s models are gone: {', '.join(missing)}")
+    return paths[0], paths[1]
 
-    def open(self, episode_id: str) -> Any:
-        if episode_id not in self.ids:
-            raise KeyError(f"episode {episode_id} is not in the snapshot")
-        return self.store.open(episode_id)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)
+_MODELS = ("world_model", "reward_model")
 
 
 class WorldModelStage:
-    """Fine-tune the action-conditioned video world model on the snapshot (WMPO §3.2, WoVR §2.2).
+    """Fit the action-conditioned video world model on the snapshot (WMPO §3.2, WoVR §2.2):
+    ``trainer.cycle.fit_world_model_step``; fine-tuned from ``continue_from``'s model when the config names one.
 
-    Options (``CycleConfig.options["world_model"]``): any ``trainer.world_model.TrainConfig`` field (steps,
-    batch_size, checkpoint_every, log_every...), ``camera``, ``finetune_from`` (a world-model folder).
-    Checkpoints: ``fit_world_model`` writes ``out/world_model/checkpoint`` every ``checkpoint_every`` steps
-    and resumes from it.
-    """
+    Options: ``checkpoint_every``, ``log_every``, ``camera``. Checkpoints go to ``out/world_model/checkpoint`` and
+    a redelivery resumes from them."""
 
     name = "world_model"
     queue: Queue = "gpu"
     needs: tuple[str, ...] = ()
 
     def run(self, ctx: StageContext) -> StageOutput:
-        fit = require("trainer.world_model", "fit_world_model", "world-model training")
-        from trainer.world_model import PRESETS, TrainConfig
+        fit = require("trainer.cycle", "fit_world_model_step", "world-model training")
+        from trainer.cycle import episodes_of
 
-        opts = ctx.config.stage_options(self.name)
-        train = TrainConfig(**{"seed": ctx.config.seed, **options_for(TrainConfig, opts, self.name, _WM_EXTRA)})
-        config = preset_of(PRESETS, ctx.config.preset, "world model")
+        opts = bookkeeping(ctx, self.name, ("checkpoint_every", "log_every", "camera"))
+        recipe = cycle_recipe(ctx)
+        previous = previous_run_models(ctx)
+        steps = recipe.refit_world_model_steps if previous else recipe.world_model_steps
         out = ctx.out_dir / "world_model"
-        result = fit(
-            snapshot_episodes(ctx, opts.get("camera")),
+        model = fit(
+            recipe,
+            episodes_of(snapshot_store(ctx), ctx.snapshot.episode_ids, opts.get("camera")),
             out,
-            config=config,
-            train=train,
-            finetune_from=opts.get("finetune_from"),
+            init=previous[0] if previous else None,
             resume=True,  # from out/checkpoint when a killed delivery left one
-            on_log=lambda step, loss: ctx.report(step, train.steps, loss=loss),
-            progress=False,
+            on_log=lambda step, loss: ctx.report(step, steps, loss=loss),
+            checkpoint_every=int(opts.get("checkpoint_every", 200)),
+            log_every=int(opts.get("log_every", 25)),
         )
-        ctx.report(train.steps, train.steps)
-        metrics = {"loss": result.losses[-1][1]} if result.losses else {}
-        metrics.update(steps=float(train.steps), parameters=float(result.model.num_parameters()))
+        ctx.report(steps, steps)
+        manifest = json.loads((out / "manifest.json").read_text())
+        losses = manifest.get("losses") or []
+        metrics = {"loss": float(losses[-1][1])} if losses else {}
+        metrics.update(steps=float(steps), parameters=float(model.num_parameters()), fine_tuned=float(bool(previous)))
         return StageOutput(artifacts={"model": ctx.relative(out)}, metrics=metrics)
-
-
-_WM_EXTRA = ("camera", "finetune_from")
 
 
 class RewardModelStage:
-    """Fit the success classifier on the snapshot's labelled episodes and calibrate its threshold (WMPO §3.2).
-
-    Options: any ``trainer.reward_model.RewardConfig`` field (steps, batch_size...), ``camera``. Short
-    enough to run again from the start after a crash (no checkpoints).
-    """
+    """Fit the success classifier on the snapshot's labelled episodes and on the world model's replays of them,
+    and calibrate its threshold (WMPO §3.3): ``trainer.cycle.fit_reward_model_step``. Short enough to run again
+    from the start after a crash (no checkpoints). Option: ``camera``."""
 
     name = "reward_model"
     queue: Queue = "gpu"
-    needs: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ("world_model",)
 
     def run(self, ctx: StageContext) -> StageOutput:
-        fit = require("trainer.reward_model", "fit_reward_model", "reward-model training")
-        from trainer.reward_model import PRESETS
+        fit = require("trainer.cycle", "fit_reward_model_step", "reward-model training")
+        from trainer.cycle import episodes_of
+        from trainer.world_model import PixelWorldModel
 
-        opts = ctx.config.stage_options(self.name)
-        base = preset_of(PRESETS, ctx.config.preset, "reward model")
-        fields = options_for(type(base), opts, self.name, ("camera",))
-        config = dataclasses.replace(base, **{"seed": ctx.config.seed, **fields})
-        episodes = [e for e in snapshot_episodes(ctx, opts.get("camera")) if e.success is not None]
-        if not episodes:
-            why = "no episode of the snapshot has a success label (label them: flywheel data label)"
-            raise StageError(f"reward model: {why}")
+        opts = bookkeeping(ctx, self.name, ("camera",))
+        recipe = cycle_recipe(ctx)
+        previous = previous_run_models(ctx)
+        steps = recipe.refit_reward_model_steps if previous else recipe.reward_model_steps
+        world_model = PixelWorldModel.load(ctx.artifact("world_model", "model"), seed=recipe.seed)
         out = ctx.out_dir / "reward_model"
-        result = fit(episodes, out, config=config, on_log=lambda step, loss: ctx.report(step, config.steps, loss=loss))
-        ctx.report(config.steps, config.steps)
-        metrics = {"threshold": float(result.model.threshold), **numbers(result.calibration)}
-        if result.losses:
-            metrics["loss"] = result.losses[-1][1]
+        try:
+            model, calibration = fit(
+                recipe,
+                episodes_of(snapshot_store(ctx), ctx.snapshot.episode_ids, opts.get("camera")),
+                world_model,
+                out,
+                init=previous[1] if previous else None,
+                on_log=lambda step, loss: ctx.report(step, steps, loss=loss),
+            )
+        except ValueError as e:
+            raise StageError(f"reward model: {e}") from e
+        ctx.report(steps, steps)
+        metrics = {"threshold": float(model.threshold), **numbers(calibration)}
         return StageOutput(artifacts={"model": ctx.relative(out)}, metrics=metrics)
 
 
-class ImaginedGRPOStage:
-    """GRPO on rollouts imagined in the world model, from the snapshot's first frames and, with ``kir_share``,
-    keyframes (WMPO §3.3, WoVR KIR §2.5): ``trainer.coevolution.wmpo``.
+def cycle_models(ctx: StageContext, recipe: Any) -> tuple[Any, Any]:
+    from trainer.reward_model import FrameRewardModel
+    from trainer.world_model import PixelWorldModel
 
-    Options: ``iterations`` (default 20), ``kir_share``, ``horizon`` (default: the longest snapshot episode),
-    ``camera``, ``grpo_preset`` (``trainer.grpo.PRESETS``, default "cpu"), ``checkpoint_every`` (iterations).
-    Resume: the policy is saved to the checkpoint folder every ``checkpoint_every`` iterations and a
-    redelivery continues from it. Departure: the optimizer's moments are not checkpointed (``wmpo`` makes
-    its own optimizer), so a resumed stage restarts Adam's averages.
-    """
+    world_model = PixelWorldModel.load(ctx.artifact("world_model", "model"), seed=recipe.seed)
+    return world_model, FrameRewardModel.load(ctx.artifact("reward_model", "model"))
+
+
+class ImaginedGRPOStage:
+    """GRPO on rollouts imagined in the world model, from the snapshot's first frames and, with the recipe's
+    ``kir_share``, keyframes (WMPO §3.3, WoVR KIR §2.5): ``trainer.cycle.improve``. The first frames of a
+    ``judge_share`` of the episodes are held out for the evaluation stage.
+
+    Options: ``camera``, ``checkpoint_every`` (iterations). Resume: the policy is saved to the checkpoint folder
+    every ``checkpoint_every`` iterations and a redelivery continues from it. Departure: the optimizer's moments
+    are not checkpointed (``wmpo`` makes its own optimizer), so a resumed stage restarts Adam's averages."""
 
     name = "grpo"
     queue: Queue = "gpu"
     needs: tuple[str, ...] = ("world_model", "reward_model")
 
     def run(self, ctx: StageContext) -> StageOutput:
-        wmpo = require("trainer.coevolution", "wmpo", "imagined GRPO")
-        from trainer.coevolution import WMPOConfig, build_imagination
-        from trainer.grpo import PRESETS as GRPO_PRESETS
-        from trainer.reward_model import FrameRewardModel
-        from trainer.world_model import PixelWorldModel
+        improve = require("trainer.cycle", "improve", "imagined GRPO")
+        from trainer.cycle import cycle_horizon, imagination_for, judge_split, weights_differ
         from vla.artifact import load_artifact, read_manifest, save_artifact
 
-        opts = ctx.config.stage_options(self.name)
-        known = ("iterations", "kir_share", "horizon", "camera", "grpo_preset", "checkpoint_every")
-        if set(opts) - set(known):
-            raise StageError(f"grpo: unknown option(s) {sorted(set(opts) - set(known))}; known: {list(known)}")
-        iterations, every = int(opts.get("iterations", 20)), int(opts.get("checkpoint_every", 5))
-        grpo = preset_of(GRPO_PRESETS, str(opts.get("grpo_preset", "cpu")), "GRPO")
-        kir_share = float(opts.get("kir_share", 0.0))
-        cfg = WMPOConfig(grpo=grpo, iterations=iterations, kir_share=kir_share, seed=ctx.config.seed)
+        opts = bookkeeping(ctx, self.name, ("camera", "checkpoint_every"))
+        recipe = cycle_recipe(ctx)
+        iterations, every = recipe.iterations, int(opts.get("checkpoint_every", 5))
         task = single_task(ctx)
-        horizon = int(opts.get("horizon") or max(n for _, n in ctx.snapshot.episodes))
+        horizon = cycle_horizon(recipe, task, [n for _, n in ctx.snapshot.episodes])
         ckpt, state = ctx.checkpoint_dir / "policy", ctx.checkpoint_dir / "iterations.json"
         done = json.loads(state.read_text())["done"] if ctx.resume and state.is_file() and ckpt.is_dir() else 0
-        policy = load_artifact(ckpt if done else ctx.config.policy)
+        parent_policy = load_artifact(ctx.config.policy)
+        policy = load_artifact(ckpt) if done else load_artifact(ctx.config.policy)
         parent = read_manifest(ctx.config.policy)["version"]
-        world_model = PixelWorldModel.load(ctx.artifact("world_model", "model"), seed=ctx.config.seed)
-        reward_model = FrameRewardModel.load(ctx.artifact("reward_model", "model"))
-        store = SnapshotStore(ctx)
-        imagination = build_imagination(  # every snapshot episode, whichever robot recorded it
-            store, task, world_model, reward_model, horizon, cfg, opts.get("camera"), robot_ids=None
-        )
+        world_model, reward_model = cycle_models(ctx, recipe)
+        try:
+            split = judge_split(ctx.snapshot.episode_ids, recipe)
+            imagination = imagination_for(
+                snapshot_store(ctx), task, world_model, reward_model, recipe, horizon, opts.get("camera"), split.train
+            )
+        except ValueError as e:
+            raise StageError(f"grpo: {e}") from e
         last: dict[str, float] = {}
+        updates = 0
 
         def on_iteration(it: int, stats: dict[str, float]) -> None:
+            nonlocal updates
             n = done + it + 1
+            updates += int(stats.get("updated", 0.0))
             last.update(numbers(stats))
             ctx.report(n, iterations, **{k: v for k, v in last.items() if k in _GRPO_SHOWN})
             if n % every == 0 and n < iterations:
                 save_artifact(policy, ckpt, parent_version=parent, overwrite=True)
                 state.write_text(json.dumps({"done": n}))
 
-        wmpo(policy, imagination, cfg, on_iteration, iterations=iterations - done)
+        improve(policy, imagination, recipe, on_iteration, iterations=iterations - done, first_iteration=done)
         out = ctx.out_dir / "policy"
         metrics = {k: v for k, v in last.items() if k in _GRPO_SHOWN}
+        metrics.update(updates=float(updates), moved=float(weights_differ(policy, parent_policy)))
         save_artifact(
             policy, out, parent_version=parent, training_run=training_run_tag(ctx.key),
             dataset_snapshot=ctx.snapshot.digest, metrics={f"grpo_{k}": v for k, v in metrics.items()}, overwrite=True,
@@ -251,69 +280,53 @@ def single_task(ctx: StageContext) -> str:
 
 
 class EvaluateStage:
-    """The candidate beside its parent: success imagined in the cycle's world model from every snapshot start,
-    and, where ``CycleConfig.sim_task`` is set, true success on the simulated arm through the robot-agent loop
-    (``trainer.evaluate.evaluate_policy``, Wilson 95% interval).
+    """The candidate beside its parent, both at the recipe's deployment temperature (and, reported only, at the
+    sampling temperature): ``trainer.cycle.judge``. Success imagined from the held-out first frames and, where
+    ``CycleConfig.sim_task`` is set, true success on ``sim_episodes`` seeded validation scenes of the simulated
+    arm, with paired tests. Decides whether the candidate may be promoted (``info["promote"]``, ``info["reason"]``).
 
-    Options: ``group_size`` (imagined rollouts per start, default 4), ``temperature`` (imagination, default
-    1.0), ``sim_temperature`` (default 0.0), ``horizon`` and ``camera`` (as for GRPO), ``max_starts`` (16).
-    """
+    Option: ``camera``."""
 
     name = "evaluate"
     queue: Queue = "gpu"
     needs: tuple[str, ...] = ("grpo", "world_model", "reward_model")
 
     def run(self, ctx: StageContext) -> StageOutput:
-        evaluate_policy = require("trainer.evaluate", "evaluate_policy", "evaluation")
-        from trainer.coevolution import WMPOConfig, build_imagination, context_len
-        from trainer.imagine import ImagineConfig, imagine_rollouts
-        from trainer.reward_model import FrameRewardModel
-        from trainer.world_model import PixelWorldModel
+        judge = require("trainer.cycle", "judge", "evaluation")
+        from trainer.cycle import SimJudge, cycle_horizon, held_out_starts, imagination_for, judge_split
         from vla.artifact import load_artifact
 
-        opts = ctx.config.stage_options(self.name)
-        known = ("group_size", "temperature", "sim_temperature", "horizon", "camera", "max_starts")
-        if set(opts) - set(known):
-            raise StageError(f"evaluate: unknown option(s) {sorted(set(opts) - set(known))}; known: {list(known)}")
+        opts = bookkeeping(ctx, self.name, ("camera",))
+        recipe = cycle_recipe(ctx)
         candidate = load_artifact(ctx.artifact("grpo", "policy"))
         parent = load_artifact(ctx.config.policy)
-        world_model = PixelWorldModel.load(ctx.artifact("world_model", "model"), seed=ctx.config.seed)
-        reward_model = FrameRewardModel.load(ctx.artifact("reward_model", "model"))
-        horizon = int(opts.get("horizon") or max(n for _, n in ctx.snapshot.episodes))
-        imagination = build_imagination(
-            SnapshotStore(ctx), single_task(ctx), world_model, reward_model, horizon,
-            WMPOConfig(seed=ctx.config.seed), opts.get("camera"), robot_ids=None,
-        )  # fmt: skip
-        starts = imagination.sampler.first_frames[: int(opts.get("max_starts", 16))]
-        icfg = ImagineConfig(
-            group_size=int(opts.get("group_size", 4)),
-            temperature=float(opts.get("temperature", 1.0)),
-            context_len=context_len(world_model),
-        )
-        metrics: dict[str, float] = {}
-        for who, policy in (("", candidate), ("parent_", parent)):
-            batch = imagine_rollouts(
-                policy, world_model, reward_model, starts, icfg, imagination.camera,
-                seed=ctx.config.seed, proprio_model=imagination.proprio,
-            )  # fmt: skip
-            metrics[f"{who}imagined_success"] = float((batch.finish_step >= 0).mean())
-            ctx.report(1 if not who else 2, 2 + 2 * bool(ctx.config.sim_task), **metrics)
-        metrics["imagined_gain"] = metrics["imagined_success"] - metrics["parent_imagined_success"]
-        if ctx.config.sim_task and ctx.config.sim_episodes > 0:
-            temperature = float(opts.get("sim_temperature", 0.0))
-            for who, policy in (("", candidate), ("parent_", parent)):
-                result = evaluate_policy(
-                    policy, ctx.config.sim_task, ctx.config.sim_episodes, temperature=temperature, progress=False
-                )
-                metrics[f"{who}sim_success"] = float(result.rate)
-                metrics[f"{who}sim_ci95_low"], metrics[f"{who}sim_ci95_high"] = map(float, result.ci95)
-                ctx.report(3 if not who else 4, 4, **metrics)
-            metrics["sim_gain"] = metrics["sim_success"] - metrics["parent_sim_success"]
-        return StageOutput(metrics=metrics)
+        world_model, reward_model = cycle_models(ctx, recipe)
+        task = single_task(ctx)
+        horizon = cycle_horizon(recipe, task, [n for _, n in ctx.snapshot.episodes])
+        store = snapshot_store(ctx)
+        split = judge_split(ctx.snapshot.episode_ids, recipe)
+        camera = opts.get("camera")
+        imagination = imagination_for(store, task, world_model, reward_model, recipe, horizon, camera, split.train)
+        starts = held_out_starts(store, task, split, horizon, world_model, camera)
+        sim = SimJudge(ctx.config.sim_task, ctx.config.sim_episodes) if ctx.config.sim_task else None
+        total = (1 + int(sim is not None)) * (1 if recipe.deploy_temperature == recipe.grpo.temperature else 2)
+        lines: list[str] = []
+
+        def progress(line: str) -> None:
+            lines.append(line)
+            ctx.report(len(lines), total)
+
+        updated = bool(ctx.inputs["grpo"].metrics.get("moved", 1.0))
+        verdict = judge(candidate, parent, imagination, starts, recipe, sim, updated=updated, progress=progress)
+        ctx.report(total, total)
+        info = {"promote": verdict.promote, "reason": verdict.reason, "figures": lines}
+        return StageOutput(metrics=verdict.metrics(), info=info)
 
 
 class RegisterStage:
-    """Register the candidate (its manifest carrying the evaluation metrics) and point ``candidate`` at it.
+    """Register the candidate (its manifest carrying the evaluation metrics) and point ``candidate`` at it, when the
+    evaluation stage promoted it; otherwise the run ends "no improvement" with the evaluation's reason, nothing is
+    registered and no alias moves.
 
     Idempotent twice over: a version whose ``training_run`` is this key is returned as is, and the
     registry itself returns the existing row for the same content.
@@ -329,8 +342,13 @@ class RegisterStage:
         from data_store.registry import FLEET, Registry, policies
         from data_store.registry.models import PolicyVersion
 
+        evaluation = ctx.inputs["evaluate"]
+        metrics = {k: float(v) for k, v in evaluation.metrics.items()}
+        if not evaluation.info.get("promote", False):
+            reason = str(evaluation.info.get("reason") or "no improvement")
+            ctx.report(1, 1)
+            return StageOutput(metrics=metrics, info={"outcome": "no improvement", "reason": reason})
         tag = training_run_tag(ctx.key)
-        metrics = {k: float(v) for k, v in ctx.inputs["evaluate"].metrics.items()}
         registry = Registry(ctx.settings.registry_db, ctx.settings.registry_artifacts_dir)
         try:
             with registry.session() as s:
@@ -339,7 +357,7 @@ class RegisterStage:
                 if row is None:
                     final = self.candidate_artifact(ctx, tag, metrics)
                     row, created = policies.register_policy(s, registry.artifacts, final, by="trainer", verify=_verify)
-                why = f"flywheel run {ctx.run_id}"
+                why = f"flywheel run {ctx.run_id}: {evaluation.info.get('reason', '')}"[:500]
                 policies.set_alias(s, FLEET, CANDIDATE_ALIAS, row.version, by="trainer", why=why)
                 candidate = {"version": row.version, "metrics": dict(row.metrics or {}), "created": created}
         except StageError:
@@ -349,7 +367,8 @@ class RegisterStage:
         finally:
             registry.close()
         ctx.report(1, 1)
-        return StageOutput(metrics=metrics, info={"candidate": candidate})
+        info = {"candidate": candidate, "outcome": "promoted", "reason": str(evaluation.info.get("reason", ""))}
+        return StageOutput(metrics=metrics, info=info)
 
     @staticmethod
     def candidate_artifact(ctx: StageContext, tag: str, metrics: dict[str, float]) -> Path:
