@@ -171,22 +171,54 @@ def register(
 def rollout(
     version: str = typer.Argument(..., help="Policy version to roll out."),
     robots: str | None = typer.Option(None, help="Comma-separated robot ids (default: every robot and the fleet)."),
-    canary: int = typer.Option(0, min=0, help="Move this many robots first; the rest follow if they hold."),
-    min_success_rate: float | None = typer.Option(None, min=0.0, max=1.0, help="Canary bar (default: baseline-0.1)."),
-    min_episodes: int = typer.Option(5, min=1, help="Canary episodes to judge on."),
+    canary: int = typer.Option(
+        0, min=0, help="Move this many robots first; the rest follow if the canary does significantly better."
+    ),
+    max_episodes: int | None = typer.Option(
+        None, min=1, help="Canary episodes by the last look; no gain by then halts it (server default 200)."
+    ),
+    looks: int | None = typer.Option(None, min=1, help="Equally spaced looks up to --max-episodes (default 5)."),
+    min_success_rate: float | None = typer.Option(
+        None, min=0.0, max=1.0, help="Also needed to promote: the canary's own success rate at least this."
+    ),
     server: str = ServerOpt,
     token: str | None = TokenOpt,
 ) -> None:
-    """Roll a version out to robots, all at once or as a canary."""
-    body = {
+    """Roll a version out to robots, all at once or as a canary judged against the other robots."""
+    body: dict[str, Any] = {
         "version": version,
         "robots": [r.strip() for r in robots.split(",") if r.strip()] if robots else None,
         "canary": canary,
         "min_success_rate": min_success_rate,
-        "min_episodes": min_episodes,
     }
+    for key, value in (("max_episodes", max_episodes), ("looks", looks)):
+        if value is not None:
+            body[key] = value
     out = _call(server, token, "POST", "/rollouts", json=body)
     console.print(f"rollout {out['id']}: {version} → {', '.join(out['robots']) or 'fleet'} ({out['status']})")
+    if out["canary"]:
+        at = ", ".join(str(n) for n in out["look_sizes"])
+        console.print(
+            f"canary on {', '.join(out['canary'])}: judged against the other robots at {at} canary episodes; "
+            f"`flywheel serve rollouts` shows the decision"
+        )
+
+
+@app.command()
+def rollouts(
+    limit: int = typer.Option(10, min=1, max=1000, help="The most recent this many."),
+    server: str = ServerOpt,
+    token: str | None = TokenOpt,
+) -> None:
+    """Recent rollouts: status, the canary's and the fleet's counts so far, and the reason of a decision."""
+    for r in _call(server, token, "GET", "/rollouts", params={"limit": limit}):
+        line = f"rollout {r['id']}: {r['version']} {r['status']}"
+        if r["canary"]:
+            line += (
+                f" | canary {r['canary_successes']}/{r['canary_episodes']} vs fleet "
+                f"{r['fleet_successes']}/{r['fleet_episodes']}"
+            )
+        console.print(line + (f" | {r['reason']}" if r["reason"] else ""), soft_wrap=True, markup=False)
 
 
 @app.command()

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from data_store.registry.rollouts import LOOKS, MAX_EPISODES
+
 Name = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
 
 
@@ -61,10 +63,22 @@ class RolloutIn(Body):
     robots: list[str] | None = Field(
         default=None, max_length=10_000, description="Robot ids; omitted: every robot and the fleet alias."
     )
-    canary: int = Field(default=0, ge=0, description="Move this many robots first; the rest follow if they hold.")
-    min_success_rate: float | None = Field(default=None, ge=0.0, le=1.0)
-    tolerance: float = Field(default=0.1, ge=0.0, le=1.0)
-    min_episodes: int = Field(default=5, ge=1, le=100_000)
+    canary: int = Field(
+        default=0,
+        ge=0,
+        description="Move this many robots first; the rest follow only if the canary robots do significantly "
+        "better than the others over the same window (one-sided Fisher exact tests at `looks` looks).",
+    )
+    max_episodes: int = Field(
+        default=MAX_EPISODES,
+        ge=1,
+        le=100_000,
+        description="Canary episodes by the last look; a canary without a significant gain by then is halted.",
+    )
+    looks: int = Field(default=LOOKS, ge=1, le=100, description="Equally spaced looks up to `max_episodes`.")
+    min_success_rate: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Also needed to promote: the canary's own rate at least this."
+    )
 
 
 class RolloutOut(Out):
@@ -74,14 +88,19 @@ class RolloutOut(Out):
     canary: list[str]
     previous: dict[str, Any]
     status: str
-    threshold: float | None
-    min_episodes: int
+    min_success_rate: float | None
+    min_episodes: int = Field(description="Canary episodes at the first look (0: not a canary).")
+    max_episodes: int | None
+    looks: int | None
     created_at: datetime
     created_by: str
     decided_at: datetime | None
     reason: str | None
-    canary_episodes: int = 0
+    canary_episodes: int = Field(default=0, description="The canary robots under the version, since the start.")
     canary_successes: int = 0
+    fleet_episodes: int = Field(default=0, description="The other robots under their version, since the start.")
+    fleet_successes: int = 0
+    look_sizes: list[int] = Field(default_factory=list, description="Canary episodes at each look.")
 
 
 class RollbackIn(Body):
@@ -180,10 +199,12 @@ class LabelIn(Body):
 
 
 class RatePoint(BaseModel):
-    t: datetime
-    episodes: int
+    t: datetime = Field(description="Start of the time bucket (UTC).")
+    episodes: int = Field(description="Episodes with a known outcome in the bucket.")
     successes: int
     rate: float
+    low: float = Field(description="Lower end of the 95% Wilson interval of the rate.")
+    high: float = Field(description="Upper end of the 95% Wilson interval of the rate.")
 
 
 # training runs

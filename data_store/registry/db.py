@@ -79,7 +79,26 @@ def make_engine(url: str, *, schema: str | None = None) -> Engine:
     from data_store.registry import models  # noqa: F401  (registers the tables on Base.metadata)
 
     Base.metadata.create_all(engine)
+    _add_new_columns(engine, schema)
     return engine
+
+
+def _add_new_columns(engine: Engine, schema: str | None) -> None:
+    """Bring a registry made by an older release up to date: add the nullable columns its tables lack
+    (``create_all`` makes missing tables only). The registry has no other kind of schema change."""
+    inspector = sa.inspect(engine)
+    quote = engine.dialect.identifier_preparer.quote
+    for table in Base.metadata.sorted_tables:
+        have = {c["name"] for c in inspector.get_columns(table.name, schema=schema)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            if not column.nullable:
+                raise RuntimeError(f"registry table {table.name} lacks column {column.name}, which cannot be added")
+            name = f"{quote(schema)}.{quote(table.name)}" if schema else quote(table.name)
+            ddl = f"ALTER TABLE {name} ADD COLUMN {quote(column.name)} {column.type.compile(engine.dialect)}"
+            with engine.begin() as conn:
+                conn.execute(sa.text(ddl))
 
 
 def drop_schema(url: str, schema: str) -> None:

@@ -19,6 +19,7 @@ from data_store.registry import audit
 from data_store.registry.db import utcnow
 from data_store.registry.errors import Invalid, NotFound
 from data_store.registry.models import AuditEvent, EpisodeRecord, Robot
+from data_store.stats import wilson
 
 SUCCESS_LABELS = ("true", "false", "unknown")
 
@@ -170,7 +171,9 @@ def success_rate(
     *,
     robots: list[str] | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
 ) -> Rate:
+    """Known-outcome episodes of ``version`` (on ``robots``), ended in [``since``, ``until``]."""
     q = sa.select(
         sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((EpisodeRecord.success == "true", 1), else_=0)), 0)
     ).where(EpisodeRecord.policy_version == version, EpisodeRecord.success != "unknown")
@@ -178,6 +181,8 @@ def success_rate(
         q = q.where(EpisodeRecord.robot_id.in_(robots))
     if since is not None:
         q = q.where(EpisodeRecord.ended_at >= since)
+    if until is not None:
+        q = q.where(EpisodeRecord.ended_at <= until)
     n, k = s.execute(q).one()
     return Rate(episodes=int(n), successes=int(k))
 
@@ -185,7 +190,8 @@ def success_rate(
 def success_over_time(
     s: Session, *, bucket_s: float = 3600.0, since: datetime | None = None
 ) -> dict[str, list[dict[str, Any]]]:
-    """Per version, a list of ``{"t": bucket start (ISO), "episodes", "successes", "rate"}``, oldest first.
+    """Per version, a list of ``{"t": bucket start (ISO), "episodes", "successes", "rate", "low", "high"}``
+    (``low``/``high``: the rate's 95% Wilson interval), oldest first.
 
     Bucketing happens here rather than in SQL so SQLite and PostgreSQL agree to the second."""
     q = sa.select(EpisodeRecord.policy_version, EpisodeRecord.ended_at, EpisodeRecord.success).where(
@@ -201,13 +207,17 @@ def success_over_time(
         cell[1] += success == "true"
     out: dict[str, list[dict[str, Any]]] = {}
     for version, cells in buckets.items():
-        out[version] = [
-            {
-                "t": datetime.fromtimestamp(t, tz=UTC).isoformat(),
-                "episodes": n,
-                "successes": k,
-                "rate": k / n,
-            }
-            for t, (n, k) in sorted(cells.items())
-        ]
+        out[version] = []
+        for t, (n, k) in sorted(cells.items()):
+            rate = wilson(k, n)
+            out[version].append(
+                {
+                    "t": datetime.fromtimestamp(t, tz=UTC).isoformat(),
+                    "episodes": n,
+                    "successes": k,
+                    "rate": rate.rate,
+                    "low": rate.low,
+                    "high": rate.high,
+                }
+            )
     return out

@@ -113,8 +113,12 @@ class Rollout(Base):
     canary: Mapped[list[str]]
     previous: Mapped[dict[str, Any]]  # robot id -> the version it was meant to run before
     status: Mapped[str] = mapped_column(sa.String(16))  # canary | complete | halted | rolled_back
-    threshold: Mapped[float | None]
+    # A canary's plan (``rollouts.CanaryPlan``): the optional floor on its rate (the column kept its first
+    # name), the canary episodes at the first look, at the last, and how many looks.
+    min_success_rate: Mapped[float | None] = mapped_column("threshold")
     min_episodes: Mapped[int]
+    max_episodes: Mapped[int | None]
+    looks: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str] = mapped_column(sa.String(128))
     decided_at: Mapped[datetime | None]

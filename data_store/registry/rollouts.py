@@ -1,34 +1,251 @@
 """Rollouts (all at once, or a canary on N robots first) and rollbacks.
 
 A rollout points each target robot's ``production`` alias at the new version; robots pick that up on
-their next heartbeat and hot-swap. With a canary, only the first N robots move; the rest follow when
-the canary holds: once the canary robots have reported ``min_episodes`` episodes (known outcome) under
-the new version since the rollout began, their success rate is compared with the threshold:
+their next heartbeat and hot-swap. With a canary, only the first N robots move; the rest follow only when
+the canary robots do significantly better under the new version than the other robots do, over the same
+time, under the version they run (the fleet's current one). A rollback points robots back at the
+previous (or a named) version in one call; robots swap on their next heartbeat (seconds: the previous
+version is still loaded on the robot).
 
-- ``min_success_rate`` when given;
-- otherwise the rate those robots had under the version they ran before, minus ``tolerance``
-  (0.1 by default: a canary of a handful of episodes is noisy); 0 when there is no baseline.
+The canary test (``judge_canary``, a pure function of counts; ``benchmarks/canary_false_promotion.py``
+measures it on simulated episodes). A plan fixes, before any episode is seen, ``looks`` equally spaced
+looks at the data, the last one at ``max_episodes`` canary episodes (known outcome, since the rollout
+began). Look j sees the first n_j canary episodes (by end time) and the fleet's episodes that ended in the
+same window: from the rollout's start to the end of the n_j-th canary episode, so judging again (every
+canary episode report does) repeats a look rather than adding one. At each look, two one-sided Fisher
+exact tests:
 
-If it holds, the rest of the robots move (``promote``); if not, the canary robots go back to the
-version they were meant to run before (``halt``). A rollback points robots back at the previous (or a
-named) version in one call; robots swap on their next heartbeat (seconds: the previous version is
-still loaded on the robot).
+- gain: canary above the fleet, at the level alpha·(t_j² − t_{j−1}²), t_j = n_j / max_episodes;
+- harm: canary below the fleet, at the level alpha·(t_j − t_{j−1}).
+
+The gain levels sum to alpha over the looks, so whatever the looks' correlation (Bonferroni) a canary
+no better than the fleet is promoted with probability at most alpha (0.05) however often it is judged;
+the t² shape keeps most of it for the late looks, where the evidence is. A significant gain promotes
+(when ``min_success_rate`` is set, the canary's rate must also reach it); a significant harm halts; the
+last look without a gain halts too: a candidate that does not beat what runs now is not promoted.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from data_store.registry import audit, fleet, policies
 from data_store.registry.db import utcnow
 from data_store.registry.errors import Invalid, NotFound
-from data_store.registry.models import FLEET, Alias, Rollout, robot_scope
+from data_store.registry.models import FLEET, Alias, EpisodeRecord, Rollout, robot_scope
 from data_store.registry.policies import PRODUCTION
+from data_store.stats import fisher_greater
 
 ACTIVE = "canary"
+ALPHA = 0.05  # one-sided, for the gain test and (separately) for the harm test
+MAX_EPISODES = 200  # canary episodes by the last look
+LOOKS = 5
+
+# The same few counts come back at every report and in every simulated canary of the benchmark.
+_fisher_greater = functools.lru_cache(maxsize=1 << 16)(fisher_greater)
+
+
+@dataclass(frozen=True)
+class CanaryPlan:
+    """How a canary is judged, fixed when it starts: ``looks`` equally spaced looks up to ``max_episodes``
+    canary episodes, one-sided level ``alpha`` for the gain and for the harm test, and an optional floor."""
+
+    max_episodes: int = MAX_EPISODES
+    looks: int = LOOKS
+    alpha: float = ALPHA
+    min_success_rate: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_episodes < 1:
+            raise Invalid(f"max_episodes: a canary needs at least 1 episode to judge, got {self.max_episodes}")
+        if not 1 <= self.looks <= self.max_episodes:
+            raise Invalid(f"looks: expected 1..max_episodes ({self.max_episodes}), got {self.looks}")
+        if not 0.0 < self.alpha < 1.0:
+            raise Invalid(f"alpha: expected a level in (0, 1), got {self.alpha}")
+        if self.min_success_rate is not None and not 0.0 <= self.min_success_rate <= 1.0:
+            raise Invalid(f"min_success_rate: expected 0..1, got {self.min_success_rate}")
+
+    def look_sizes(self) -> list[int]:
+        """Canary episodes at each look, e.g. ``[40, 80, 120, 160, 200]``."""
+        return [math.ceil(j * self.max_episodes / self.looks) for j in range(1, self.looks + 1)]
+
+    def gain_level(self, look: int) -> float:
+        """The one-sided level of the gain test at ``look`` (1-based): alpha·(t_j² − t_{j−1}²)."""
+        t, t0 = self._t(look), self._t(look - 1)
+        return self.alpha * (t * t - t0 * t0)
+
+    def harm_level(self, look: int) -> float:
+        """The one-sided level of the harm test at ``look`` (1-based): alpha·(t_j − t_{j−1})."""
+        return self.alpha * (self._t(look) - self._t(look - 1))
+
+    def rule(self) -> str:
+        floor = ""
+        if self.min_success_rate is not None:
+            floor = f"; promote only at a canary rate >= {self.min_success_rate:.2f}"
+        return (
+            f"rule: one-sided Fisher exact tests at {self.looks} look(s) up to {self.max_episodes} canary episodes, "
+            f"alpha {self.alpha:g} per side spent as alpha*t^2 (gain) and alpha*t (harm){floor}"
+        )
+
+    def _t(self, look: int) -> float:
+        return 0.0 if look <= 0 else self.look_sizes()[look - 1] / self.max_episodes
+
+
+@dataclass(frozen=True)
+class Look:
+    """The counts at one look: the canary robots under the new version, the fleet under its current one,
+    over the same window."""
+
+    canary_successes: int
+    canary_episodes: int
+    fleet_successes: int
+    fleet_episodes: int
+
+    def figures(self) -> str:
+        def rate(k: int, n: int) -> str:
+            return f"{k}/{n} = {k / n:.2f}" if n else f"{k}/{n}"
+
+        return (
+            f"canary {rate(self.canary_successes, self.canary_episodes)} vs "
+            f"fleet {rate(self.fleet_successes, self.fleet_episodes)}"
+        )
+
+
+Outcome = Literal["promote", "halt", "wait"]
+
+
+@dataclass(frozen=True)
+class CanaryDecision:
+    outcome: Outcome
+    reason: str
+    basis: Literal["gain", "harm", "end", ""] = ""  # a significant gain or harm, or the last look without a gain
+    look: int = 0  # the look (1-based) that decided; 0 while waiting
+    p_gain: float = math.nan  # at that look
+    p_harm: float = math.nan
+
+
+def judge_canary(looks: Sequence[Look], plan: CanaryPlan) -> CanaryDecision:
+    """Promote, halt or wait, given the counts at each look reached so far (``looks[j]`` at look j + 1,
+    its canary episodes ``plan.look_sizes()[j]``). The first look that crosses a boundary decides, so
+    judging the same looks again gives the same answer, and judging them all at once (the benchmark)
+    gives what judging them one by one as episodes arrive (the registry) gives."""
+    if len(looks) > plan.looks:
+        raise ValueError(f"{len(looks)} looks for a plan of {plan.looks}")
+    for j, look in enumerate(looks, start=1):
+        decision = judge_look(j, look, plan)
+        if decision.outcome != "wait":
+            return decision
+    sizes = plan.look_sizes()
+    done = f"{len(looks)} of {plan.looks} looks undecided" if looks else "no look yet"
+    return CanaryDecision("wait", f"waiting: {done}; the next at {sizes[len(looks)]} canary episodes")
+
+
+def judge_look(j: int, look: Look, plan: CanaryPlan) -> CanaryDecision:
+    """The decision at look ``j`` (1-based) alone, for a canary that every earlier look left waiting."""
+    size = plan.look_sizes()[j - 1]
+    kc, nc, kf, nf = look.canary_successes, look.canary_episodes, look.fleet_successes, look.fleet_episodes
+    if nc != size:  # the levels are spent by the look sizes, fixed before any episode was seen
+        raise ValueError(f"look {j}: the plan looks at {size} canary episodes, got {nc}")
+    p_gain, p_harm = _fisher_greater(kc, nc, kf, nf), _fisher_greater(kf, nf, kc, nc)
+    a_gain, a_harm = plan.gain_level(j), plan.harm_level(j)
+    at = f"look {j} of {plan.looks} ({nc} canary episodes): {look.figures()}"
+    rule = plan.rule()
+    floor_ok = plan.min_success_rate is None or (nc > 0 and kc / nc >= plan.min_success_rate)
+    if p_gain <= a_gain and floor_ok:
+        why = f"canary better at {at}; gain p = {p_gain:.4g} <= {a_gain:.4g} ({rule})"
+        return CanaryDecision("promote", why, "gain", j, p_gain, p_harm)
+    if p_harm <= a_harm:
+        why = f"canary worse at {at}; harm p = {p_harm:.4g} <= {a_harm:.4g} ({rule})"
+        return CanaryDecision("halt", why, "harm", j, p_gain, p_harm)
+    if j < plan.looks:
+        return CanaryDecision("wait", f"undecided at {at}", "", 0, p_gain, p_harm)
+    if p_gain <= a_gain:  # a gain, but below the operator's floor
+        why = (
+            f"canary below min_success_rate {plan.min_success_rate:.2f} at the last {at}; "
+            f"gain p = {p_gain:.4g} <= {a_gain:.4g} ({rule})"
+        )
+    elif nf == 0:
+        why = f"no evidence of a gain by the last {at}: the fleet reported no episodes to compare ({rule})"
+    else:
+        why = f"no evidence of a gain by the last {at}; gain p = {p_gain:.4g} > {a_gain:.4g} ({rule})"
+    return CanaryDecision("halt", why, "end", j, p_gain, p_harm)
+
+
+@dataclass(frozen=True)
+class OperatingCharacteristics:
+    """What the rule does on average, for one pair of true success rates (probabilities of each outcome)."""
+
+    promote: float
+    halt_harm: float  # halted on a significant harm
+    halt_end: float  # halted at the last look without a gain
+    mean_episodes: float  # expected canary episodes to the decision
+
+
+def operating_characteristics(
+    plan: CanaryPlan, canary_rate: float, fleet_rate: float, *, fleet_per_canary: int = 1, tol: float = 1e-12
+) -> OperatingCharacteristics:
+    """The exact probability that ``judge_canary`` promotes or halts when every canary episode succeeds at
+    ``canary_rate`` and every fleet episode at ``fleet_rate``, independently, with ``fleet_per_canary``
+    fleet episodes per canary episode at each look. Dynamic programming over the counts (canary
+    successes, fleet successes) still undecided after each look; states below ``tol`` are dropped.
+    O(max_episodes² · fleet_per_canary) memory: for checking the rule (the tests, the benchmark)."""
+    sizes, n_max = plan.look_sizes(), plan.max_episodes
+    m_max = fleet_per_canary * n_max
+    mass = np.zeros((n_max + 1, m_max + 1))  # P(undecided, canary successes, fleet successes)
+    mass[0, 0] = 1.0
+    promote = harm = end = episodes = 0.0
+    before = 0
+    for j, n in enumerate(sizes, start=1):
+        dc = n - before
+        canary_step, fleet_step = _binomial_pmf(dc, canary_rate), _binomial_pmf(fleet_per_canary * dc, fleet_rate)
+        grown = np.zeros_like(mass)
+        for a, pa in enumerate(canary_step):
+            grown[a:] += pa * mass[: n_max + 1 - a]
+        mass = np.zeros_like(mass)
+        for b, pb in enumerate(fleet_step):
+            mass[:, b:] += pb * grown[:, : m_max + 1 - b]
+        mass[mass < tol] = 0.0
+        for kc, kf in zip(*np.nonzero(mass), strict=True):
+            decision = judge_look(j, Look(int(kc), n, int(kf), fleet_per_canary * n), plan)
+            if decision.outcome == "wait":
+                continue
+            pr = float(mass[kc, kf])
+            mass[kc, kf] = 0.0
+            episodes += pr * n
+            if decision.outcome == "promote":
+                promote += pr
+            elif decision.basis == "harm":
+                harm += pr
+            else:
+                end += pr
+        before = n
+    return OperatingCharacteristics(promote, harm, end, episodes)
+
+
+def _binomial_pmf(n: int, p: float) -> np.ndarray:
+    """P(k successes of n) for k = 0..n, in log space (no overflow for large n)."""
+    k = np.arange(n + 1)
+    if p <= 0.0 or p >= 1.0:
+        return (k == (n if p >= 1.0 else 0)).astype(np.float64)
+    log_comb = np.array([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in k])
+    return np.exp(log_comb + k * math.log(p) + (n - k) * math.log1p(-p))
+
+
+def plan_of(row: Rollout) -> CanaryPlan:
+    return CanaryPlan(
+        max_episodes=row.max_episodes or MAX_EPISODES,
+        looks=row.looks or LOOKS,
+        min_success_rate=row.min_success_rate,
+    )
 
 
 def start_rollout(
@@ -38,12 +255,13 @@ def start_rollout(
     *,
     by: str,
     canary: int = 0,
+    max_episodes: int = MAX_EPISODES,
+    looks: int = LOOKS,
     min_success_rate: float | None = None,
-    tolerance: float = 0.1,
-    min_episodes: int = 5,
 ) -> Rollout:
     """Roll ``version`` out to ``robots`` (None: every registered robot, and the fleet alias, so robots
-    that join later run it too). ``canary`` > 0 moves only that many robots first."""
+    that join later run it too). ``canary`` > 0 moves only that many robots first; the others keep the
+    version they run, which the canary is compared with (see the module's docstring)."""
     policies.get_policy(s, version)
     fleet_wide = robots is None
     targets = [r.robot_id for r in fleet.list_robots(s)] if robots is None else list(dict.fromkeys(robots))
@@ -51,22 +269,31 @@ def start_rollout(
         fleet.get_robot(s, robot_id)
     if canary < 0 or canary > len(targets):
         raise Invalid(f"canary: expected 0..{len(targets)} robots, got {canary}")
-    if canary and min_episodes < 1:
-        raise Invalid("min_episodes: a canary needs at least 1 episode to judge")
     previous = {r: policies.desired_version(s, r) for r in targets}
+    if canary:
+        plan = CanaryPlan(max_episodes=max_episodes, looks=looks, min_success_rate=min_success_rate)
+        others = targets[canary:]
+        if not others:
+            raise Invalid(
+                f"canary: {canary} of {len(targets)} robots leaves none on the current version to compare "
+                f"the canary with; use fewer canary robots (or roll out with canary 0)"
+            )
+        if not any(previous[r] not in (None, version) for r in others):
+            raise Invalid(
+                f"canary: the other robots ({', '.join(others)}) run no other version to compare the canary "
+                f"with; roll out with canary 0"
+            )
     first = targets[:canary] if canary else targets
-    threshold = min_success_rate
-    if canary and threshold is None:
-        baseline = _baseline(s, first, previous)
-        threshold = max(0.0, baseline - tolerance) if baseline is not None else 0.0
     row = Rollout(
         version=version,
         robots=targets,
         canary=targets[:canary],
         previous=previous,
         status=ACTIVE if canary else "complete",
-        threshold=threshold,
-        min_episodes=min_episodes,
+        min_success_rate=min_success_rate if canary else None,
+        min_episodes=plan.look_sizes()[0] if canary else 0,  # no decision before the first look
+        max_episodes=max_episodes if canary else None,
+        looks=looks if canary else None,
         created_by=by,
         reason=None if canary else "all at once",
     )
@@ -93,28 +320,69 @@ def list_rollouts(s: Session, *, limit: int = 100) -> list[Rollout]:
 
 
 def canary_rate(s: Session, row: Rollout) -> fleet.Rate:
+    """The canary robots under the new version since the rollout began."""
     return fleet.success_rate(s, row.version, robots=row.canary, since=row.created_at)
 
 
+def fleet_rate(s: Session, row: Rollout, *, until: datetime | None = None) -> fleet.Rate:
+    """The rollout's other robots under the version each ran when it began (the fleet's current version),
+    over episodes that ended since then (and by ``until``)."""
+    by_version: dict[str, list[str]] = {}
+    for robot_id in row.robots[len(row.canary) :]:
+        was = row.previous.get(robot_id)
+        if was and was != row.version:
+            by_version.setdefault(was, []).append(robot_id)
+    n = k = 0
+    for version, robots in by_version.items():
+        rate = fleet.success_rate(s, version, robots=robots, since=row.created_at, until=until)
+        n, k = n + rate.episodes, k + rate.successes
+    return fleet.Rate(episodes=n, successes=k)
+
+
+def canary_looks(s: Session, row: Rollout, plan: CanaryPlan) -> list[Look]:
+    """The counts at each look the canary has reached: the first n_j canary episodes (known outcome, by
+    end time) and the fleet's episodes that ended between the rollout's start and the n_j-th's end."""
+    q = (
+        sa.select(EpisodeRecord.ended_at, EpisodeRecord.success)
+        .where(
+            EpisodeRecord.policy_version == row.version,
+            EpisodeRecord.robot_id.in_(row.canary),
+            EpisodeRecord.success != "unknown",
+            EpisodeRecord.ended_at >= row.created_at,
+        )
+        .order_by(EpisodeRecord.ended_at, EpisodeRecord.episode_id)
+        .limit(plan.max_episodes)
+    )
+    episodes = s.execute(q).all()
+    looks = []
+    for n in plan.look_sizes():
+        if len(episodes) < n:
+            break
+        k = sum(success == "true" for _, success in episodes[:n])
+        fleet_now = fleet_rate(s, row, until=episodes[n - 1][0])
+        looks.append(Look(k, n, fleet_now.successes, fleet_now.episodes))
+    return looks
+
+
 def evaluate_rollout(s: Session, row: Rollout, *, by: str = "canary-check") -> Rollout:
-    """Promote or halt a canary rollout once enough canary episodes are in; otherwise leave it."""
+    """Judge a canary rollout (``judge_canary`` on the looks it has reached): promote it (the rest of
+    the robots move), halt it (the canary robots go back) or leave it running."""
     if row.status != ACTIVE:
         return row
-    rate = canary_rate(s, row)
-    if rate.episodes < row.min_episodes or rate.rate is None:
+    plan = plan_of(row)
+    decision = judge_canary(canary_looks(s, row, plan), plan)
+    if decision.outcome == "wait":
         return row
-    threshold = row.threshold or 0.0
     row.decided_at = utcnow()
+    row.reason = decision.reason
     why = f"rollout {row.id}"
-    if rate.rate >= threshold:
+    if decision.outcome == "promote":
         row.status = "complete"
-        row.reason = f"canary held: {rate.successes}/{rate.episodes} = {rate.rate:.2f} >= {threshold:.2f}"
         for robot_id in row.robots[len(row.canary) :]:
             policies.set_alias(s, robot_scope(robot_id), PRODUCTION, row.version, by=by, why=why)
         audit.record(s, "promote", actor=by, version=row.version, rollout=row.id, reason=row.reason)
     else:
         row.status = "halted"
-        row.reason = f"canary failed: {rate.successes}/{rate.episodes} = {rate.rate:.2f} < {threshold:.2f}"
         for robot_id in row.canary:
             _restore(s, robot_id, row.previous.get(robot_id), by=by, why=why)
         audit.record(s, "halt", actor=by, version=row.version, rollout=row.id, reason=row.reason)
@@ -162,15 +430,6 @@ def rollback(s: Session, robots: list[str] | None = None, *, to: str | None = No
             undone.append(row.id)
     audit.record(s, "rollback", actor=by, version=to, moved=moved, skipped=skipped, rollouts=undone)
     return {"moved": moved, "skipped": skipped, "rollouts": undone}
-
-
-def _baseline(s: Session, robots: list[str], previous: dict[str, str | None]) -> float | None:
-    versions = {v for r, v in previous.items() if r in robots and v}
-    n = k = 0
-    for version in versions:
-        rate = fleet.success_rate(s, version, robots=robots)
-        n, k = n + rate.episodes, k + rate.successes
-    return k / n if n else None
 
 
 def _restore(s: Session, robot_id: str, version: str | None, *, by: str, why: str) -> None:

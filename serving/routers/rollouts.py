@@ -26,14 +26,19 @@ def rollout_out(s: Session, row: Rollout) -> RolloutOut:
     if row.canary:
         rate = rollouts.canary_rate(s, row)
         out.canary_episodes, out.canary_successes = rate.episodes, rate.successes
+        rate = rollouts.fleet_rate(s, row)
+        out.fleet_episodes, out.fleet_successes = rate.episodes, rate.successes
+        out.look_sizes = rollouts.plan_of(row).look_sizes()
     return out
 
 
 @router.post("/rollouts", status_code=201, response_model=RolloutOut)
 def start_rollout(registry: RegistryDep, caller: Admin, body: RolloutIn) -> RolloutOut:
     """Roll ``version`` out to ``robots`` (all registered robots when omitted). With ``canary`` = N, the
-    first N robots move now and the rest once the canary's success rate holds (see ``min_success_rate``,
-    ``tolerance``, ``min_episodes``); otherwise the canary robots go back."""
+    first N robots move now; the rest follow once the canary robots do significantly better than the
+    others over the same window (one-sided Fisher exact tests at ``looks`` looks up to ``max_episodes``
+    canary episodes, 5% spent over the looks; and ``min_success_rate`` when given). Significantly worse,
+    or no gain by the last look: the canary robots go back. The decision's figures are in ``reason``."""
     with registry.session() as s:
         row = rollouts.start_rollout(
             s,
@@ -41,9 +46,9 @@ def start_rollout(registry: RegistryDep, caller: Admin, body: RolloutIn) -> Roll
             body.robots,
             by=caller.name,
             canary=body.canary,
+            max_episodes=body.max_episodes,
+            looks=body.looks,
             min_success_rate=body.min_success_rate,
-            tolerance=body.tolerance,
-            min_episodes=body.min_episodes,
         )
         ROLLOUTS.labels(kind="canary" if body.canary else "all").inc()
         return rollout_out(s, row)

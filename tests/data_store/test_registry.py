@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
-from datetime import timedelta
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,7 @@ from data_store.registry import (
 )
 from data_store.registry.db import drop_schema, utcnow
 from data_store.registry.models import AuditEvent
+from data_store.stats import fisher_greater
 from tests.conftest import need
 from vla.manifest import verify_artifact, write_manifest
 
@@ -172,48 +173,118 @@ def test_audit_log_is_append_only(reg: Registry, tmp_path: Path) -> None:
         s.rollback()
 
 
-def _episodes(reg: Registry, robot: str, version: str, outcomes: list[bool]) -> None:
+def _episodes(
+    reg: Registry, robot: str, version: str, outcomes: Sequence[bool | None], at: datetime | None = None
+) -> None:
+    """Index episodes (None: outcome unknown), one second apart from ``at`` (default now), each judged as
+    the server judges it: right after it is indexed."""
+    start = at or utcnow()
     with reg.session() as s:
-        for ok in outcomes:
+        for i, ok in enumerate(outcomes):
             fleet.index_episode(
                 s,
                 episode_id=uuid.uuid4().hex,
                 robot_id=robot,
                 policy_version=version,
                 task="drawer-close",
-                success="true" if ok else "false",
+                success="unknown" if ok is None else "true" if ok else "false",
                 length=50,
-                ended_at=utcnow(),
+                ended_at=start + timedelta(seconds=i),
             )
             rollouts.evaluate_for_robot(s, robot)
 
 
-@pytest.mark.parametrize("canary_ok", [True, False])
-def test_canary_promotes_or_halts_on_success_rate(reg: Registry, tmp_path: Path, canary_ok: bool) -> None:
+@pytest.mark.parametrize("canary", ["better", "worse", "equal"])
+def test_canary_is_judged_against_the_fleet_over_the_same_window(reg: Registry, tmp_path: Path, canary: str) -> None:
     v1, v2 = register(reg, make_artifact(tmp_path / "a", 1)), register(reg, make_artifact(tmp_path / "b", 2))
     robots = ["r1", "r2", "r3"]
     with reg.session() as s:
         for r in robots:
             fleet.register_robot(s, r, SPEC, by=r)
         rollouts.start_rollout(s, v1, None, by="carol")  # everyone, and the fleet alias
-    _episodes(reg, "r1", v1, [True, True, False, True])  # baseline 0.75
+    _episodes(reg, "r2", v1, [True] * 20, at=utcnow() - timedelta(hours=1))  # before the window: not counted
     with reg.session() as s:
-        ro = rollouts.start_rollout(s, v2, robots, canary=1, min_episodes=4, by="carol")
-        rollout_id = ro.id
-        assert ro.threshold == pytest.approx(0.65)
+        ro = rollouts.start_rollout(s, v2, robots, canary=1, max_episodes=20, looks=2, by="carol")
+        rollout_id, t0 = ro.id, ro.created_at
+        assert (ro.min_episodes, ro.max_episodes, ro.looks) == (10, 20, 2)
         assert [policies.desired_version(s, r) for r in robots] == [v2, v1, v1]
-    _episodes(reg, "r1", v2, [True, True, canary_ok])
+    # The fleet in the window: 10 of 20 (r2 and r3 under v1), and 30 successes after the canary's
+    # episodes ended (not in the window of its looks). Only r1 is a canary: r2 and r3 are never judged on.
+    _episodes(reg, "r2", v1, [True, False] * 5, at=t0 + timedelta(seconds=1))
+    _episodes(reg, "r3", v1, [False, True] * 5, at=t0 + timedelta(seconds=1))
+    _episodes(reg, "r3", v1, [True] * 30, at=t0 + timedelta(hours=1))
+    _episodes(reg, "r1", v1, [False] * 10, at=t0 + timedelta(seconds=30))  # the canary before its swap: not counted
+    wins = {"better": [True] * 10, "worse": [False] * 10, "equal": [True, False] * 5}[canary]
+    _episodes(reg, "r1", v2, [None, *wins[:9]], at=t0 + timedelta(seconds=40))  # 9 known outcomes: no look yet
     with reg.session() as s:
-        assert rollouts.get_rollout(s, rollout_id).status == "canary"  # 3 < min_episodes
-    _episodes(reg, "r1", v2, [canary_ok])
+        assert rollouts.get_rollout(s, rollout_id).status == "canary"
+    _episodes(reg, "r1", v2, wins[9:], at=t0 + timedelta(seconds=50))  # the 10th: look 1 of 2
     with reg.session() as s:
         ro = rollouts.get_rollout(s, rollout_id)
-        if canary_ok:
+        p = fisher_greater(10, 10, 10, 20) if canary != "worse" else fisher_greater(10, 20, 0, 10)
+        if canary == "better":  # 10/10 vs 10/20: p = 0.0062 <= 0.05 * (1/2)^2
             assert ro.status == "complete", ro.reason
+            assert "canary 10/10 = 1.00 vs fleet 10/20 = 0.50" in (ro.reason or "")
+            assert f"gain p = {p:.4g} <= 0.0125" in (ro.reason or "") and "alpha 0.05" in (ro.reason or "")
             assert [policies.desired_version(s, r) for r in robots] == [v2, v2, v2]
-        else:
-            assert ro.status == "halted" and "canary failed: 2/4" in (ro.reason or "")
+            assert audit.events(s, actions=("promote",))[0].detail["reason"] == ro.reason
+        elif canary == "worse":  # 0/10 vs 10/20: harm p = 0.0062 <= 0.05 / 2
+            assert ro.status == "halted" and "canary worse at look 1 of 2" in (ro.reason or "")
+            assert "canary 0/10 = 0.00 vs fleet 10/20 = 0.50" in (ro.reason or "")
+            assert f"harm p = {p:.4g} <= 0.025" in (ro.reason or "")
             assert [policies.desired_version(s, r) for r in robots] == [v1, v1, v1]
+        else:
+            assert ro.status == "canary" and ro.reason is None
+    if canary != "equal":
+        return
+    _episodes(reg, "r1", v2, [True, False] * 5, at=t0 + timedelta(seconds=60))  # the 20th: the last look
+    with reg.session() as s:
+        ro = rollouts.get_rollout(s, rollout_id)
+        assert ro.status == "halted"
+        assert "no evidence of a gain by the last look 2 of 2 (20 canary episodes)" in (ro.reason or "")
+        assert "canary 10/20 = 0.50 vs fleet 10/20 = 0.50" in (ro.reason or "")  # the 30 late ones not counted
+        assert [policies.desired_version(s, r) for r in robots] == [v1, v1, v1]
+        assert rollouts.fleet_rate(s, ro).episodes == 50  # all of them since the start, for the dashboard
+
+
+def test_a_canary_needs_robots_to_compare_with(reg: Registry, tmp_path: Path) -> None:
+    v1, v2 = register(reg, make_artifact(tmp_path / "a", 1)), register(reg, make_artifact(tmp_path / "b", 2))
+    with reg.session() as s:
+        for r in ("r1", "r2"):
+            fleet.register_robot(s, r, SPEC, by=r)
+        with pytest.raises(Invalid, match="run no other version"):  # nothing is in production yet
+            rollouts.start_rollout(s, v2, ["r1", "r2"], canary=1, by="carol")
+        rollouts.start_rollout(s, v1, None, by="carol")
+        with pytest.raises(Invalid, match="leaves none on the current version"):
+            rollouts.start_rollout(s, v2, ["r1", "r2"], canary=2, by="carol")
+        with pytest.raises(Invalid, match="looks"):
+            rollouts.start_rollout(s, v2, ["r1", "r2"], canary=1, max_episodes=3, looks=4, by="carol")
+        ro = rollouts.start_rollout(s, v2, ["r1", "r2"], canary=1, min_success_rate=0.5, by="carol")
+        assert (ro.max_episodes, ro.looks, ro.min_episodes, ro.min_success_rate) == (200, 5, 40, 0.5)
+
+
+def test_an_older_registry_gets_the_new_columns(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:  # the rollouts table as the release before the canary plan made it
+        conn.execute(sa.text(
+            "CREATE TABLE rollouts (id INTEGER PRIMARY KEY, version VARCHAR(128) NOT NULL, robots JSON NOT NULL,"
+            " canary JSON NOT NULL, previous JSON NOT NULL, status VARCHAR(16) NOT NULL, threshold FLOAT,"
+            " min_episodes INTEGER NOT NULL, created_at DATETIME NOT NULL, created_by VARCHAR(128) NOT NULL,"
+            " decided_at DATETIME, reason TEXT)"
+        ))  # fmt: skip
+        conn.execute(sa.text(
+            "INSERT INTO rollouts VALUES (1, 'vla-old', '[\"r1\"]', '[]', '{}', 'complete', NULL, 5,"
+            " '2026-01-01 00:00:00', 'carol', NULL, 'all at once')"
+        ))  # fmt: skip
+    engine.dispose()
+    reg = Registry(f"sqlite:///{db}", tmp_path / "artifacts")
+    try:
+        with reg.session() as s:
+            old = rollouts.get_rollout(s, 1)
+            assert (old.version, old.max_episodes, old.looks, old.min_success_rate) == ("vla-old", None, None, None)
+    finally:
+        reg.close()
 
 
 def test_rollback_to_previous_and_named(reg: Registry, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from data_store.stats import wilson
 from tests.serving.serving_helpers import SIM_SPEC, Server, upload
 from vla.manifest import read_manifest
 
@@ -117,17 +118,33 @@ def test_rollout_canary_rollback_over_rest(server: Server, artifacts: dict[str, 
         r = admin.post("/rollouts", json={"version": v1, "robots": robots})
         assert r.status_code == 201 and r.json()["status"] == "complete"
         for _ in range(3):
-            _episode(op, "c1", v1, True)
-        r = admin.post("/rollouts", json={"version": v2, "robots": robots, "canary": 1, "min_episodes": 3})
+            _episode(op, "c1", v1, True)  # before the canary's window: not compared with
+        r = admin.post("/rollouts", json={"version": v2, "robots": robots, "canary": 1, "max_episodes": 10, "looks": 2})
         rollout = r.json()
         assert rollout["status"] == "canary" and rollout["canary"] == ["c1"]
-        assert rollout["threshold"] == pytest.approx(0.9)
+        assert (rollout["min_episodes"], rollout["max_episodes"], rollout["looks"]) == (5, 10, 2)
+        assert rollout["look_sizes"] == [5, 10]
         desired = [op.post(f"/robots/{rb}/heartbeat", json={}).json()["version"] for rb in robots]
         assert desired == [v2, v1, v1]
-        for ok in (True, True, True):
-            _episode(op, "c1", v2, ok)
+        for robot in ("c2", "c3"):  # the fleet in the same window: 2 of 10
+            for ok in (True, False, False, False, False):
+                _episode(op, robot, v1, ok)
+        for _ in range(4):
+            _episode(op, "c1", v2, True)
         got = admin.get(f"/rollouts/{rollout['id']}").json()
-        assert got["status"] == "complete" and got["canary_episodes"] == 3, got
+        assert got["status"] == "canary" and got["reason"] is None  # 4 < 5: no look yet
+        assert (got["canary_successes"], got["canary_episodes"], got["fleet_successes"], got["fleet_episodes"]) == (
+            4,
+            4,
+            2,
+            10,
+        )
+        _episode(op, "c1", v2, True)  # the first look: 5/5 vs 2/10, p = 0.007 <= 0.05 * (5/10)^2
+        got = admin.get(f"/rollouts/{rollout['id']}").json()
+        assert got["status"] == "complete" and got["canary_episodes"] == 5, got
+        assert (
+            "canary 5/5 = 1.00 vs fleet 2/10 = 0.20" in got["reason"] and "gain p = 0.006993 <= 0.0125" in got["reason"]
+        )
         assert [op.get(f"/robots/{rb}/desired").json()["version"] for rb in robots] == [v2, v2, v2]
         r = admin.post("/rollback", json={"robots": robots})
         assert r.status_code == 200 and set(r.json()["moved"].values()) == {v1}
@@ -139,7 +156,55 @@ def test_rollout_canary_rollback_over_rest(server: Server, artifacts: dict[str, 
         ]
         assert audit[1]["version"] == v2 and audit[2]["version"] == v1
         series = admin.get("/stats/success-rate", params={"bucket_s": 60}).json()
-        assert sum(p["episodes"] for p in series[v2]) == 3
+        assert sum(p["episodes"] for p in series[v2]) == 5
+
+        # A canary no better than the fleet is halted at its last look, and says why.
+        r = admin.post("/rollouts", json={"version": v2, "robots": robots, "canary": 1, "max_episodes": 4, "looks": 1})
+        rollout = r.json()
+        for ok in (True, False, True, False):
+            _episode(op, "c2", v1, ok)
+            _episode(op, "c1", v2, ok)
+        got = admin.get(f"/rollouts/{rollout['id']}").json()
+        assert got["status"] == "halted", got
+        assert "no evidence of a gain by the last look 1 of 1 (4 canary episodes)" in got["reason"]
+        assert "canary 2/4 = 0.50 vs fleet 2/4 = 0.50" in got["reason"] and "alpha 0.05" in got["reason"]
+        assert [op.get(f"/robots/{rb}/desired").json()["version"] for rb in robots] == [v1, v1, v1]
+
+
+def test_canary_requests_a_rule_cannot_judge_are_refused(server: Server, artifacts: dict[str, Path]) -> None:
+    with server.client(server.admin) as admin, server.client(server.operator) as op:
+        v1 = upload(admin, artifacts["v1"]).json()["policy"]["version"]
+        v2 = upload(admin, artifacts["v2"]).json()["policy"]["version"]
+        for robot in ("k1", "k2"):
+            _robot(op, robot)
+        admin.post("/rollouts", json={"version": v1, "robots": ["k1", "k2"]})
+        refused = {
+            "leaves none on the current version": {"canary": 2},
+            "looks": {"canary": 1, "max_episodes": 3, "looks": 4},
+            "min_episodes": {"canary": 1, "min_episodes": 5},  # the old bar's fields are gone
+            "tolerance": {"canary": 1, "tolerance": 0.1},
+        }
+        for reason, extra in refused.items():
+            r = admin.post("/rollouts", json={"version": v2, "robots": ["k1", "k2"], **extra})
+            assert r.status_code == 422 and reason in r.json()["reason"], (extra, r.text)
+        assert [op.get(f"/robots/{rb}/desired").json()["version"] for rb in ("k1", "k2")] == [v1, v1]
+
+
+def test_success_over_time_has_wilson_intervals(server: Server, artifacts: dict[str, Path]) -> None:
+    with server.client(server.admin) as admin, server.client(server.operator) as op:
+        v3 = upload(admin, artifacts["v3"]).json()["policy"]["version"]
+        _robot(op, "w1")
+        at = datetime(2025, 1, 1, 12, 0, 30, tzinfo=UTC)  # one bucket of its own, before the other tests' episodes
+        for i, ok in enumerate([True] * 7 + [False] * 3):
+            _episode(op, "w1", v3, ok, at=at + timedelta(seconds=i))
+        points = admin.get("/stats/success-rate", params={"bucket_s": 60, "since": at.isoformat()}).json()[v3]
+        point = next(p for p in points if p["t"].startswith("2025-01-01T12:00:00"))
+        expected = wilson(7, 10)
+        assert (point["successes"], point["episodes"]) == (7, 10)
+        assert point["low"] == pytest.approx(expected.low) and point["high"] == pytest.approx(expected.high)
+        assert 0.39 < point["low"] < 0.7 < point["high"] < 0.9
+        schema = admin.get("/openapi.json").json()["components"]["schemas"]["RatePoint"]
+        assert {"low", "high"} <= set(schema["required"]) and "Wilson" in schema["properties"]["low"]["description"]
 
 
 def test_swap_reports_answer_which_version_ran_when(server: Server, artifacts: dict[str, Path]) -> None:

@@ -3,6 +3,7 @@ of a real server. Errors are one red line and exit code 1, never a traceback."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -55,6 +56,42 @@ def test_register_rollout_rollback_through_the_cli(server: Server, artifacts: di
     assert out.exit_code == 1 and "404" in out.output and "Traceback" not in out.output
     out = runner.invoke(app, ["serve", "rollback", "--server", server.url, "--token", server.viewer])
     assert out.exit_code == 1 and "admin" in out.output
+
+
+def test_canary_rollout_through_the_cli(server: Server, artifacts: dict[str, Path]) -> None:
+    runner = CliRunner()
+    common = ["--server", server.url, "--token", server.admin]
+    robots = ["cli-c1", "cli-c2"]
+    with server.client(server.operator) as op:
+        for robot in robots:
+            op.post("/robots", json={"robot_id": robot, "spec": SIM_SPEC.to_json()})
+    v3, v4 = (
+        runner.invoke(app, ["serve", "register", str(artifacts[k]), *common]).output.split()[-1] for k in ("v3", "v4")
+    )
+    assert runner.invoke(app, ["serve", "rollout", v3, "--robots", ",".join(robots), *common]).exit_code == 0
+    out = runner.invoke(app, ["serve", "rollout", v4, "--robots", "cli-c1,cli-c2", "--canary", "2", *common])
+    assert out.exit_code == 1 and "422" in out.output and "leaves none on the current version" in out.output
+    assert "Traceback" not in out.output
+    out = runner.invoke(app, ["serve", "rollout", v4, "--robots", "cli-c1", "--canary", "1", "--min-episodes", "5"])
+    assert out.exit_code == 2 and "--min-episodes" in out.output  # the old bar's option is gone
+    canary = ["--canary", "1", "--max-episodes", "4", "--looks", "2", "--min-success-rate", "0.5"]
+    out = runner.invoke(app, ["serve", "rollout", v4, "--robots", "cli-c1,cli-c2", *canary, *common])
+    assert out.exit_code == 0, out.output
+    assert "(canary)" in out.output and "judged against the other robots at 2, 4 canary episodes" in out.output
+    with server.client(server.operator) as op:
+        for robot, version, outcomes in (("cli-c2", v3, [False] * 4), ("cli-c1", v4, [True] * 4)):
+            for i, ok in enumerate(outcomes):
+                body = {"episode_id": f"{robot}-canary-{i}", "robot_id": robot, "policy_version": version,
+                        "task": "drawer-close", "success": "true" if ok else "false", "length": 10,
+                        "ended_at": datetime.now(UTC).isoformat()}  # fmt: skip
+                assert op.post("/episodes", json=body).status_code == 201
+    out = runner.invoke(app, ["serve", "rollouts", "--limit", "1", *common])
+    assert out.exit_code == 0, out.output
+    # 4/4 vs 0/4 at the last look: p = 1/70 <= 0.05 * (1 - 1/4), and 1.00 >= the floor
+    assert f"{v4} complete | canary 4/4 vs fleet 0/4 | canary better at look 2 of 2" in out.output
+    assert "gain p = 0.01429 <= 0.0375" in out.output and "promote only at a canary rate >= 0.50" in out.output
+    with server.client(server.viewer) as viewer:
+        assert {viewer.get(f"/robots/{r}/desired").json()["version"] for r in robots} == {v4}
 
 
 def test_embedded_server_for_one_machine_use(tmp_path: Path) -> None:

@@ -53,15 +53,18 @@ def test_rollout_canary_rollback_on_postgres(pg_server: Server, artifacts: dict[
             assert op.post("/robots", json={"robot_id": robot, "spec": SIM_SPEC.to_json()}).status_code == 201
         admin.post("/rollouts", json={"version": v1})
         assert op.post("/robots/pg-1/heartbeat", json={"running_version": v1}).json()["version"] == v1
-        body = {"version": v2, "robots": ["pg-1", "pg-2"], "canary": 1, "min_episodes": 2, "min_success_rate": 0.5}
+        body = {"version": v2, "robots": ["pg-1", "pg-2"], "canary": 1, "max_episodes": 4, "looks": 1,
+                "min_success_rate": 0.5}  # fmt: skip
         rollout = admin.post("/rollouts", json=body).json()
-        for i in range(2):
+        # the fleet (pg-2 on v1) fails 4 of 4, the canary (pg-1 on v2) succeeds 4 of 4: p = 1/70 <= 0.05
+        for i, (robot, version, ok) in enumerate([("pg-2", v1, "false")] * 4 + [("pg-1", v2, "true")] * 4):
             op.post(
                 "/episodes",
-                json={"episode_id": f"pg-ep-{i}", "robot_id": "pg-1", "policy_version": v2, "task": "drawer-close",
-                      "success": "true", "length": 10, "ended_at": datetime.now(UTC).isoformat()},
+                json={"episode_id": f"pg-ep-{i}", "robot_id": robot, "policy_version": version, "task": "drawer-close",
+                      "success": ok, "length": 10, "ended_at": datetime.now(UTC).isoformat()},
             )  # fmt: skip
-        assert admin.get(f"/rollouts/{rollout['id']}").json()["status"] == "complete"
+        got = admin.get(f"/rollouts/{rollout['id']}").json()
+        assert got["status"] == "complete" and "canary 4/4 = 1.00 vs fleet 0/4 = 0.00" in got["reason"], got
         assert op.get("/robots/pg-2/desired").json()["version"] == v2
         assert op.post("/robots/pg-1/swaps", json={"version": v2, "ok": True}).status_code == 201
         moved = admin.post("/rollback", json={}).json()["moved"]

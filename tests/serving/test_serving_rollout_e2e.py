@@ -42,6 +42,12 @@ def _running(c: httpx.Client, robot_id: str, version: str) -> bool:
     return r.status_code == 200 and r.json()["running_version"] == version
 
 
+def _post_episode(c: httpx.Client, episode_id: str, robot_id: str, version: str, ok: bool) -> None:
+    body = {"episode_id": episode_id, "robot_id": robot_id, "policy_version": version, "task": "drawer-close",
+            "success": "true" if ok else "false", "length": 10, "ended_at": datetime.now(UTC).isoformat()}  # fmt: skip
+    assert c.post("/episodes", json=body).status_code == 201
+
+
 def test_rollout_rollback_refusals_canary_and_outage(tmp_path: Path, artifacts: dict[str, Path]) -> None:
     server = start_server(tmp_path / "server")
     agent: subprocess.Popen[bytes] | None = None
@@ -113,18 +119,23 @@ def _drive(server: Server, admin: httpx.Client, agent: subprocess.Popen[bytes], 
     r = admin.post("/rollouts", json={"version": "vla-0000000000000000", "robots": ["sim-a"]})
     assert r.status_code == 404 and "vla-0000000000000000" in r.json()["reason"]
 
-    # 5. A canary that holds: sim-a first, then sim-b (a robot known only to the registry) follows.
+    # 5. A canary that holds: sim-a first, then sim-b (a robot known only to the registry) follows. The tiny
+    # untrained policies cannot beat one another, so the outcomes judged are posted here, before sim-a's own
+    # (an operator's labels would do the same): sim-b fails 20 of 20 on v1, sim-a succeeds 4 of 4 on v2.
     with server.client(server.operator) as op:
         op.post("/robots", json={"robot_id": "sim-b", "spec": SIM_SPEC.to_json()})
-    body = {"version": v["v2"], "robots": ["sim-a", "sim-b"], "canary": 1, "min_episodes": 2, "min_success_rate": 0.0}
-    rollout = admin.post("/rollouts", json=body).json()
-    assert admin.get("/robots/sim-b/desired").json()["version"] == v["v1"]
+        body = {"version": v["v2"], "robots": ["sim-a", "sim-b"], "canary": 1, "max_episodes": 4, "looks": 1}
+        rollout = admin.post("/rollouts", json=body).json()
+        assert admin.get("/robots/sim-b/desired").json()["version"] == v["v1"]
+        for i, (robot, version, ok) in enumerate([("sim-b", v["v1"], False)] * 20 + [("sim-a", v["v2"], True)] * 4):
+            _post_episode(op, f"judged-{i}", robot, version, ok)
     wait_until("the canary to hold", lambda: admin.get(f"/rollouts/{rollout['id']}").json()["status"] == "complete")
     assert admin.get("/robots/sim-b/desired").json()["version"] == v["v2"]
-    assert _running(admin, "sim-a", v["v2"])
+    wait_until("sim-a running v2", lambda: _running(admin, "sim-a", v["v2"]))
 
-    # 6. A canary that fails (a bar the tiny untrained policy cannot reach): sim-a goes back to v2.
-    body = {"version": v["v4"], "robots": ["sim-a", "sim-b"], "canary": 1, "min_episodes": 2, "min_success_rate": 1.0}
+    # 6. A canary that fails: sim-a's own episodes on v4, and no gain over the fleet by the last look (sim-b
+    # reports nothing, so there is nothing to beat): sim-a goes back to v2.
+    body = {"version": v["v4"], "robots": ["sim-a", "sim-b"], "canary": 1, "max_episodes": 2, "looks": 1}
     rollout = admin.post("/rollouts", json=body).json()
     wait_until("sim-a running v4", lambda: _running(admin, "sim-a", v["v4"]))
 
@@ -132,7 +143,7 @@ def _drive(server: Server, admin: httpx.Client, agent: subprocess.Popen[bytes], 
         got: dict[str, Any] = admin.get(f"/rollouts/{rollout['id']}").json()
         return got if got["status"] == "halted" else None
 
-    assert "canary failed: 0/" in wait_until("the canary to fail", halted)["reason"]
+    assert "no evidence of a gain by the last look 1 of 1" in wait_until("the canary to fail", halted)["reason"]
     wait_until("sim-a back on v2", lambda: _running(admin, "sim-a", v["v2"]))
     assert admin.get("/robots/sim-b/desired").json()["version"] == v["v2"]
 
