@@ -68,8 +68,13 @@ function renderPolicies(policies) {
 }
 
 function renderRollouts(rollouts) {
-  fill("rollouts", rollouts.slice(0, 8).map((r) => el("tr", {}, el("td", {}, r.id), el("td", {}, el("code", {}, r.version)),
-    el("td", { class: "rollout-status" }, r.status), el("td", {}, r.created_by), el("td", { class: "muted" }, r.reason || ""))));
+  fill("rollouts", rollouts.slice(0, 8).map((r) => {
+    // A canary: its robots' successes under the version and the other robots' under theirs, same window.
+    const counts = r.canary.length ?
+      el("div", { class: "muted" }, `canary ${r.canary_successes}/${r.canary_episodes} vs fleet ${r.fleet_successes}/${r.fleet_episodes}`) : "";
+    return el("tr", {}, el("td", {}, r.id), el("td", {}, el("code", {}, r.version)),
+      el("td", { class: "rollout-status" }, r.status, counts), el("td", {}, r.created_by), el("td", { class: "muted" }, r.reason || ""));
+  }));
 }
 
 function renderRuns(runs) {
@@ -80,7 +85,9 @@ function renderRuns(runs) {
   }));
 }
 
-// Success rate per version over time, drawn as SVG polylines (Chart.js is not available offline).
+// Success rate per version over time, drawn as SVG polylines (Chart.js is not available offline), each
+// point with its 95% Wilson interval (low/high from the API): a shaded band and a whisker per point, so a
+// bucket of 2 episodes does not read like one of 200.
 function renderPlot(series) {
   const plot = document.getElementById("plot");
   const W = 900, H = 240, L = 40, R = 170, T = 10, B = 30;
@@ -103,11 +110,26 @@ function renderPlot(series) {
   plot.append(svg("text", { x: W - R, y: H - 8, "text-anchor": "end" }, new Date(t1).toLocaleString()));
   Object.entries(series).forEach(([version, pts], i) => {
     const color = COLORS[i % COLORS.length];
-    const xy = pts.map((p) => `${x(Date.parse(p.t)).toFixed(1)},${y(p.rate).toFixed(1)}`);
+    const at = (p, r) => `${x(Date.parse(p.t)).toFixed(1)},${y(r).toFixed(1)}`;
+    if (pts.length > 1) {
+      const band = pts.map((p) => at(p, p.high)).concat(pts.slice().reverse().map((p) => at(p, p.low)));
+      plot.append(svg("polygon", { points: band.join(" "), fill: color, "fill-opacity": 0.12, stroke: "none",
+        class: "ci-band", "data-version": version }));
+    }
+    for (const p of pts) {
+      const px = x(Date.parse(p.t));
+      const whisker = svg("g", { class: "ci", "data-version": version, stroke: color, "stroke-width": 1.5, "stroke-opacity": 0.6 });
+      whisker.append(svg("line", { x1: px, x2: px, y1: y(p.low), y2: y(p.high) }),
+        svg("line", { x1: px - 4, x2: px + 4, y1: y(p.low), y2: y(p.low) }),
+        svg("line", { x1: px - 4, x2: px + 4, y1: y(p.high), y2: y(p.high) }));
+      plot.append(whisker);
+    }
+    const xy = pts.map((p) => at(p, p.rate));
     plot.append(svg("polyline", { points: xy.join(" "), fill: "none", stroke: color, "stroke-width": 2, "data-version": version }));
     for (const p of pts) {
       const dot = svg("circle", { cx: x(Date.parse(p.t)), cy: y(p.rate), r: 3.5, fill: color });
-      dot.append(svg("title", {}, `${version}: ${p.successes}/${p.episodes} at ${p.t}`));
+      const pct = (r) => `${Math.round(100 * r)}%`;
+      dot.append(svg("title", {}, `${version}: ${p.successes}/${p.episodes} = ${pct(p.rate)} (95% interval ${pct(p.low)}–${pct(p.high)}) at ${p.t}`));
       plot.append(dot);
     }
     plot.append(svg("rect", { x: W - R + 12, y: T + 16 * i, width: 10, height: 10, fill: color }));

@@ -39,20 +39,21 @@ def fleet_server(
         admin.post("/rollouts", json={"version": v1})
         admin.post("/rollouts", json={"version": v2})
         now = datetime.now(UTC)
-        for i in range(12):
-            version, ok = (v1, i % 2 == 0) if i < 6 else (v2, i % 4 != 0)
-            op.post(
-                "/episodes",
-                json={
-                    "episode_id": f"ep-{i}",
-                    "robot_id": "arm-1" if i % 2 else "arm-2",
-                    "policy_version": version,
-                    "task": "drawer-close",
-                    "success": "true" if ok else "false",
-                    "length": 50,
-                    "ended_at": (now - timedelta(minutes=12 - i)).isoformat(),
-                },
-            )
+        for i in range(12):  # minute i: 1 + 2i episodes, v1 for six minutes (about 1 in 2), then v2 (3 in 4)
+            for j in range(1 + 2 * i):
+                version, ok = (v1, (i + j) % 2 == 0) if i < 6 else (v2, (i + j) % 4 != 0)
+                op.post(
+                    "/episodes",
+                    json={
+                        "episode_id": f"ep-{i}-{j}",
+                        "robot_id": "arm-1" if i % 2 else "arm-2",
+                        "policy_version": version,
+                        "task": "drawer-close",
+                        "success": "true" if ok else "false",
+                        "length": 50,
+                        "ended_at": (now - timedelta(minutes=12 - i, seconds=-j)).isoformat(),
+                    },
+                )
         for robot in ("arm-1", "arm-2"):
             op.post(f"/robots/{robot}/heartbeat", json={"running_version": v2, "health": {"ok": True}})
         run = op.post("/runs", json={"task": "drawer-close"}).json()
@@ -91,6 +92,26 @@ def test_dashboard_shows_the_fleet_and_rolls_back_on_click(
                 [v1, v2]
             )
             assert "40%" in page.inner_text("#runs tbody")
+            with server.client(server.viewer) as viewer:
+                series = viewer.get("/stats/success-rate", params={"bucket_s": 60}).json()
+            for version in (v1, v2):  # each point's 95% interval: a whisker per point and a band per version
+                drawn = page.evaluate(
+                    """v => ({
+                      whiskers: [...document.querySelectorAll(`#plot g.ci[data-version="${v}"] line:first-child`)]
+                        .map(l => [+l.getAttribute("y1"), +l.getAttribute("y2")]),
+                      band: document.querySelector(`#plot polygon.ci-band[data-version="${v}"]`)
+                        ?.getAttribute("points").trim().split(/\\s+/).length,
+                      titles: [...document.querySelectorAll("#plot circle title")].map(t => t.textContent)
+                        .filter(t => t.startsWith(v)),
+                    })""",
+                    version,
+                )
+                points = series[version]
+                assert len(drawn["whiskers"]) == len(points) > 1 and drawn["band"] == 2 * len(points)
+                assert all(low > high for low, high in drawn["whiskers"])  # screen y: the low end is further down
+                assert all(p["low"] < p["rate"] < p["high"] or p["rate"] in (0, 1) for p in points)
+                assert len(drawn["titles"]) == len(points) and all("95% interval" in t for t in drawn["titles"])
+            page.locator("#plot").screenshot(path=str(tmp_path / "plot.png"))
 
             page.click("#rollback")  # a real click on the admin's button
             page.wait_for_function("() => document.getElementById('status').textContent.startsWith('rolled back')")
