@@ -108,26 +108,29 @@ function renderPlot(series) {
   }
   plot.append(svg("text", { x: L, y: H - 8 }, new Date(t0).toLocaleString()));
   plot.append(svg("text", { x: W - R, y: H - 8, "text-anchor": "end" }, new Date(t1).toLocaleString()));
+  const versions = Object.keys(series).length;
   Object.entries(series).forEach(([version, pts], i) => {
     const color = COLORS[i % COLORS.length];
-    const at = (p, r) => `${x(Date.parse(p.t)).toFixed(1)},${y(r).toFixed(1)}`;
+    const dx = (i - (versions - 1) / 2) * 5;  // versions side by side, so intervals in one minute do not overlap
+    const px = (p) => x(Date.parse(p.t)) + dx;
+    const at = (p, r) => `${px(p).toFixed(1)},${y(r).toFixed(1)}`;
     if (pts.length > 1) {
       const band = pts.map((p) => at(p, p.high)).concat(pts.slice().reverse().map((p) => at(p, p.low)));
       plot.append(svg("polygon", { points: band.join(" "), fill: color, "fill-opacity": 0.12, stroke: "none",
         class: "ci-band", "data-version": version }));
     }
     for (const p of pts) {
-      const px = x(Date.parse(p.t));
+      const cx = px(p);
       const whisker = svg("g", { class: "ci", "data-version": version, stroke: color, "stroke-width": 1.5, "stroke-opacity": 0.6 });
-      whisker.append(svg("line", { x1: px, x2: px, y1: y(p.low), y2: y(p.high) }),
-        svg("line", { x1: px - 4, x2: px + 4, y1: y(p.low), y2: y(p.low) }),
-        svg("line", { x1: px - 4, x2: px + 4, y1: y(p.high), y2: y(p.high) }));
+      whisker.append(svg("line", { x1: cx, x2: cx, y1: y(p.low), y2: y(p.high) }),
+        svg("line", { x1: cx - 4, x2: cx + 4, y1: y(p.low), y2: y(p.low) }),
+        svg("line", { x1: cx - 4, x2: cx + 4, y1: y(p.high), y2: y(p.high) }));
       plot.append(whisker);
     }
     const xy = pts.map((p) => at(p, p.rate));
     plot.append(svg("polyline", { points: xy.join(" "), fill: "none", stroke: color, "stroke-width": 2, "data-version": version }));
     for (const p of pts) {
-      const dot = svg("circle", { cx: x(Date.parse(p.t)), cy: y(p.rate), r: 3.5, fill: color });
+      const dot = svg("circle", { cx: px(p), cy: y(p.rate), r: 3.5, fill: color });
       const pct = (r) => `${Math.round(100 * r)}%`;
       dot.append(svg("title", {}, `${version}: ${p.successes}/${p.episodes} = ${pct(p.rate)} (95% interval ${pct(p.low)}–${pct(p.high)}) at ${p.t}`));
       plot.append(dot);
