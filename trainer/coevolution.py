@@ -46,6 +46,7 @@ class Imagination:
     sampler: StartSampler
     camera: str
     keyframes_found: int = 0
+    safety: str | None = None  # the robot's safety preset: imagined actions are filtered as the robot filters them
 
     def draw(self, policy: Any, cfg: WMPOConfig, log: list[dict[str, Any]] | None = None) -> DrawGroups:
         icfg = ImagineConfig(
@@ -64,6 +65,7 @@ class Imagination:
                 icfg,
                 self.camera,
                 proprio_model=self.proprio,
+                safety=self.safety,
             )
             if log is not None:
                 kir = np.array([s.start_step > 0 for s in batch.starts])
@@ -108,6 +110,7 @@ def build_imagination(
     cfg: WMPOConfig,
     camera: str | None = None,
     robot_ids: tuple[str, ...] | None = ("base", "evolved"),
+    safety: str | None = None,
 ) -> Imagination:
     """Starts (first frames + keyframe starts) and the proprio model, from the store's episodes of ``task``
     recorded by ``robot_ids`` (the policy's own rollouts, as WMPO uses; None: every episode)."""
@@ -133,7 +136,8 @@ def build_imagination(
             r, states, actions, instruction = by_id[kf.episode_id]
             kir.append(keyframe_start(r.images(cam), states, actions, kf, instruction, horizon, kcfg))
     sampler = StartSampler(first, kir, cfg.kir_share, seed=cfg.seed)
-    return Imagination(world_model, reward_model, ProprioNet.fit(proprio_data, seed=cfg.seed), sampler, cam, found)
+    proprio = ProprioNet.fit(proprio_data, seed=cfg.seed)
+    return Imagination(world_model, reward_model, proprio, sampler, cam, found, safety)
 
 
 def wmpo(

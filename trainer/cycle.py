@@ -197,7 +197,15 @@ def imagination_for(
     """GRPO's stand-ins for the arm: first-frame starts (and keyframe starts, at ``kir_share``) from the training
     part of the snapshot only, and the imagined-proprio model fitted on it."""
     return build_imagination(
-        StoreView(store, train_ids), task, world_model, reward_model, horizon, wmpo_config(recipe), camera, None
+        StoreView(store, train_ids),
+        task,
+        world_model,
+        reward_model,
+        horizon,
+        wmpo_config(recipe),
+        camera,
+        None,
+        safety=recipe.safety,
     )
 
 
@@ -307,6 +315,7 @@ def imagined_outcomes(
         imagination.camera,
         seed=seed,
         proprio_model=imagination.proprio,
+        safety=imagination.safety,
     )
     return (batch.finish_step >= 0).reshape(len(starts), group)
 
@@ -364,12 +373,15 @@ class SimJudge:
     max_steps: int | None = None
     pool: Any = None  # trainer.sim_grpo.ArmPool to borrow arms from
     parent_outcomes: dict[float, np.ndarray] = field(default_factory=dict)  # {temperature: bool [scenes]}, cached
+    safety: str | None = "sim"  # the robot's safety preset (the recipe's)
 
     def outcomes(self, policy: Any, temperature: float) -> np.ndarray:
         from trainer.evaluate import scene_outcomes
 
         seeds = range(self.first_seed, self.first_seed + self.scenes)
-        return scene_outcomes(policy, self.task, seeds, temperature, max_steps=self.max_steps, pool=self.pool)
+        return scene_outcomes(
+            policy, self.task, seeds, temperature, max_steps=self.max_steps, pool=self.pool, safety=self.safety
+        )
 
 
 def judge(

@@ -66,11 +66,14 @@ def scene_outcomes(
     store: Any = None,
     robot_id: str = "eval",
     lockstep: int = 10,
+    safety: str | None = "robot",
 ) -> np.ndarray:
     """bool [len(seeds)]: did ``policy`` succeed on each seeded scene of ``task`` at ``temperature``?
 
     ``lockstep`` episodes at a time; arms come from ``pool`` (a ``trainer.sim_grpo.ArmPool``, kept open there) or
-    are made here and closed. With ``store``, every episode is recorded (robot ``robot_id``)."""
+    are made here and closed. With ``store``, every episode is recorded (robot ``robot_id``). Every action goes
+    through the robot's safety filter (``safety``: "robot", the simulated robot's own preset; see
+    ``trainer.sim_grpo.run_lockstep``)."""
     from trainer.sim_grpo import ArmPool, run_lockstep
 
     seeds = list(seeds)
@@ -83,7 +86,7 @@ def scene_outcomes(
         arms = pool.get(task, min(lockstep, len(seeds)), max_steps)
         for start in range(0, len(seeds), len(arms)):
             part = seeds[start : start + len(arms)]
-            r = run_lockstep(policy, arms[: len(part)], part, temperature, store, robot_id=robot_id)
+            r = run_lockstep(policy, arms[: len(part)], part, temperature, store, robot_id=robot_id, safety=safety)
             out[start : start + len(part)] = r.success.numpy() > 0
     return out
 

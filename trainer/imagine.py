@@ -228,8 +228,13 @@ def imagine_rollouts(
     camera: str,
     seed: int | None = None,
     proprio_model: ProprioModel | ProprioNet | None = None,
+    safety: str | None = None,
 ) -> ImaginedBatch:
-    """B×G imagined trajectories in lockstep. Shapes: N = B·G, C = max chunks, K = chunk size."""
+    """B×G imagined trajectories in lockstep. Shapes: N = B·G, C = max chunks, K = chunk size.
+
+    ``safety`` (a ``robot_agent.safety`` preset name, e.g. "sim"): every action goes through the robot's safety
+    filter before the world model sees it, as on the robot (the world model trained on filtered actions); the
+    filter's workspace check reads the imagined proprio at the start of each chunk. None: raw policy actions."""
     if seed is not None:
         torch.manual_seed(seed)
     if cfg.proprio == "learned" and proprio_model is None:
@@ -258,12 +263,23 @@ def imagine_rollouts(
     finish_step = np.full(n, -1, dtype=np.int64)
     imagined: list[np.ndarray] = []
 
+    filters: list[Any] | None = None
+    if safety is not None:
+        from trainer.sim_grpo import safety_filter
+
+        filters = [safety_filter(policy.spec, safety) for _ in range(n)]
     for c in range(c_max):
         obs = [_observation(latest[i], proprio[i], rows[i].instruction, camera, float(c)) for i in range(n)]
         actions, tokens, logprob = policy.sample(obs, cfg.temperature)  # [N,K,A], [N,K,A], [N]
         if c == 0:
             token_ids = torch.zeros((n, c_max, *tokens.shape[1:]), dtype=torch.long)
-        frames, wm_state = world_model.step(wm_state, np.asarray(actions, np.float32))  # [N, K, H, W, 3]
+        actions = np.asarray(actions, np.float32)
+        if filters is not None:
+            actions = np.stack([
+                np.stack([filters[i].filter(a, state=proprio[i], now=0.0, issued_at=0.0).action for a in actions[i]])
+                for i in range(n)
+            ])  # fmt: skip
+        frames, wm_state = world_model.step(wm_state, actions)  # [N, K, H, W, 3]
         active = ~done & (c < chunks_left)
         for i in range(n):
             observations[i].append(obs[i])
@@ -281,7 +297,7 @@ def imagine_rollouts(
         done |= newly | (c + 1 >= chunks_left)
         latest = frames[:, -1]
         if cfg.proprio == "learned" and proprio_model is not None:
-            proprio, proprio_carry = proprio_model.roll(proprio, np.asarray(actions, np.float32), proprio_carry)
+            proprio, proprio_carry = proprio_model.roll(proprio, actions, proprio_carry)
         if done.all():
             break
 

@@ -66,6 +66,10 @@ class Recipe:
     judge_share: float = 0.25  # share of the snapshot's first frames held out of GRPO, imagined to judge
     judge_group: int = 4  # imagined rollouts per held-out start and policy
     judge_alpha: float = 0.05  # level of the one-sided paired tests that can refuse a candidate
+    # the robot's safety filter (robot_agent.safety.PRESETS; "sim": the simulated arm's, what its robot agent runs):
+    # imagination and simulated evaluation filter every action as the robot's loop does, whose max-delta limit
+    # changes what the arm does. A physical arm's cycle config names its robot's preset; None: no filter.
+    safety: str | None = "sim"
     seed: int = 0  # world model, reward model and RL
 
     def __post_init__(self) -> None:

@@ -69,6 +69,7 @@ class SimGroupSampler:
     max_steps: int | None = None
     store: Any = None  # an EpisodeStore to record every episode in, or None
     pool: ArmPool | None = None  # arms to borrow (kept open for the next user); None: own arms, closed by close()
+    safety: str | None = "robot"  # the robot's safety filter (see run_lockstep)
 
     def __post_init__(self) -> None:
         self._own = self.pool is None
@@ -98,7 +99,13 @@ class SimGroupSampler:
         scene = self._scene
         self._scene += 1
         rollouts = run_lockstep(
-            self.policy, self.arms, [scene] * self.group_size, self.temperature, self.store, robot_id="sim-grpo"
+            self.policy,
+            self.arms,
+            [scene] * self.group_size,
+            self.temperature,
+            self.store,
+            robot_id="sim-grpo",
+            safety=self.safety,
         )
         self.used += self.group_size
         self.successes += int(rollouts.success.sum())
@@ -113,13 +120,18 @@ def run_lockstep(
     temperature: float,
     store: Any = None,
     robot_id: str = "sim",
+    safety: str | None = "robot",
 ) -> Rollouts:
     """len(arms) simulated episodes in lockstep, one batched ``policy.sample`` per chunk. Shapes: N arms, C chunks.
 
-    An episode ends at the simulator's first success or the arm's horizon; its later chunks are masked.
-    With ``store``, each episode is recorded (step t: the observation at tick t and the action sent
-    after it), with its scene seed in ``meta``."""
+    Every action goes through the robot's own safety filter first (``robot_agent.safety``, the simulated robot's
+    preset, one filter per episode), exactly as the robot agent's loop sends it: its max-delta limit changes what
+    the arm does (a gripper command from -0.8 to +0.8 takes two steps). ``safety``: "robot" (that preset), another
+    preset name, or None (no filter). An episode ends at the simulator's first success, the arm's horizon, or a
+    stop from the filter; its later chunks are masked. With ``store``, each episode is recorded as the robot records
+    it (step t: the observation at tick t and the filtered action sent after it), its scene seed in ``meta``."""
     n, k = len(arms), int(policy.chunk_size)
+    filters = [safety_filter(arm.spec, safety) for arm in arms]
     obs = [arm.reset(scene) for arm, scene in zip(arms, scenes, strict=True)]
     horizon = max(arm.max_steps for arm in arms)
     writers = None
@@ -152,9 +164,19 @@ def run_lockstep(
             if done[i]:
                 continue
             for t in range(k):
+                action = np.asarray(actions[i, t], np.float32)
+                f = filters[i]
+                if f is not None:
+                    now = float(steps + t)  # the loop's clock in simulation: the action is due when issued
+                    state = arm.raw_observation()[:4].astype(np.float32)  # the observation's proprio, unrendered
+                    verdict = f.filter(action, state=state, now=now, issued_at=now)
+                    if verdict.stop is not None:
+                        done[i] = True
+                        break
+                    action = verdict.action
                 if writers is not None:
-                    writers[i].append(obs[i], np.asarray(actions[i, t], np.float32))
-                arm.advance(actions[i, t])  # renders only when a frame is looked at (recorded or acted on)
+                    writers[i].append(obs[i], action)
+                arm.advance(action)  # renders only when a frame is looked at (recorded or acted on)
                 if writers is not None:
                     obs[i] = arm.observe()
                 if arm.success():
@@ -179,6 +201,17 @@ def run_lockstep(
     )
 
 
+def safety_filter(spec: Any, safety: str | None) -> Any:
+    """A fresh ``robot_agent.safety.SafetyFilter`` for one simulated episode: "robot" is the simulated robot's own
+    preset (``robot_agent.robots.sim.SimRobot.safety_preset``), any other name a preset; None: no filter."""
+    if safety is None:
+        return None
+    from robot_agent.robots.sim import SimRobot
+    from robot_agent.safety import SafetyConfig, SafetyFilter
+
+    return SafetyFilter(SafetyConfig.preset(SimRobot.safety_preset if safety == "robot" else safety), spec)
+
+
 class BudgetSpent(RuntimeError):
     """The real-episode budget is used up."""
 
@@ -201,6 +234,7 @@ def train_sim_grpo(
     on_iteration: Any = None,
     max_steps: int | None = None,
     pool: ArmPool | None = None,
+    safety: str | None = "robot",
 ) -> tuple[list[dict[str, float]], int]:
     """GRPO in the simulator until ``budget`` real episodes are spent. Returns (history, episodes used).
 
@@ -208,7 +242,16 @@ def train_sim_grpo(
     faster instead of buying more signal (the refill is what WMPO's imagination makes free)."""
     cfg = replace(cfg, max_draws=1)
     sampler = SimGroupSampler(
-        policy, task, cfg.group_size, budget, cfg.temperature, seed=seed, max_steps=max_steps, store=store, pool=pool
+        policy,
+        task,
+        cfg.group_size,
+        budget,
+        cfg.temperature,
+        seed=seed,
+        max_steps=max_steps,
+        store=store,
+        pool=pool,
+        safety=safety,
     )
     history: list[dict[str, float]] = []
     optimizer = make_optimizer(policy, cfg)  # one AdamW across iterations

@@ -308,7 +308,11 @@ class EvaluateStage:
         camera = opts.get("camera")
         imagination = imagination_for(store, task, world_model, reward_model, recipe, horizon, camera, split.train)
         starts = held_out_starts(store, task, split, horizon, world_model, camera)
-        sim = SimJudge(ctx.config.sim_task, ctx.config.sim_episodes) if ctx.config.sim_task else None
+        sim = (
+            SimJudge(ctx.config.sim_task, ctx.config.sim_episodes, safety=recipe.safety)
+            if ctx.config.sim_task
+            else None
+        )
         total = (1 + int(sim is not None)) * (1 if recipe.deploy_temperature == recipe.grpo.temperature else 2)
         lines: list[str] = []
 

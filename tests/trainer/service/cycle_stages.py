@@ -153,7 +153,12 @@ class HeldOutScores:
         ctx.report(1, 1, dynamics_mse=mse)
         log_execution(ctx, event="end", to_step=1)
         accuracy = ctx.inputs["reward_model"].metrics["accuracy"]
-        return StageOutput(metrics={"dynamics_mse": mse, "success_accuracy": accuracy})
+        # the gate, as the real evaluation stage leaves it: promote unless the options ask for a bar not met
+        bar = float(ctx.config.stage_options(self.name).get("promote_if_mse_below", float("inf")))
+        promote = mse < bar
+        reason = f"dynamics mse {mse:.4g} {'<' if promote else '>='} {bar:g}"
+        info = {"promote": promote, "reason": reason}
+        return StageOutput(metrics={"dynamics_mse": mse, "success_accuracy": accuracy}, info=info)
 
 
 class NotWrittenYet(NudgedPolicy):

@@ -37,6 +37,22 @@ def test_a_cycle_registers_one_candidate_with_its_metrics(embedded, episodes, po
     assert status["snapshot"]["episodes"] == [[e, 6] for e in sorted(episodes)]
 
 
+def test_a_candidate_the_evaluation_refuses_is_not_registered_and_moves_no_alias(
+    embedded, episodes, policy_dir
+) -> None:
+    config = CycleConfig(policy=str(policy_dir), options={"evaluate": {"promote_if_mse_below": 0.0}})
+    status = run_cycle_inline(config, embedded)
+    assert status["state"] == "succeeded", status  # the cycle ran to its end: "no improvement" is an outcome
+    assert status["outcome"] == "no improvement" and "dynamics mse" in status["outcome_reason"]
+    assert status.get("candidate") is None and registered(embedded) == []
+    reg = Registry(embedded.registry_db, embedded.registry_artifacts_dir)
+    with reg.session() as s:
+        assert policies.get_alias(s, FLEET, "candidate") is None
+    reg.close()
+    promoted = run_cycle_inline(CycleConfig(policy=str(policy_dir)), embedded)
+    assert promoted["outcome"] == "promoted" and promoted["candidate"]["version"]
+
+
 def test_the_same_snapshot_and_config_reuse_the_work_and_register_nothing_new(embedded, episodes, policy_dir) -> None:
     config = CycleConfig(policy=str(policy_dir))
     first = run_cycle_inline(config, embedded)

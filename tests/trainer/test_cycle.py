@@ -1,0 +1,71 @@
+"""The cycle's pure parts: who is held out to judge, how a comparison is made, and the promotion rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from data_store.stats import wilson
+from trainer.cycle import Comparison, Verdict, compare_sim, decide, judge_split
+from trainer.recipe import recipe
+
+
+def comparison(where: str, cand: int, parent: int, n: int = 50, p_worse: float = 0.5) -> Comparison:
+    return Comparison(where, 0.0, wilson(cand, n), wilson(parent, n), p_worse, 1 - p_worse, n)
+
+
+def test_judge_split_holds_out_a_share_never_all_and_is_stable() -> None:
+    ids = [f"ep{i:03d}" for i in range(40)]
+    r = recipe("default", judge_share=0.25)
+    split = judge_split(ids, r)
+    assert len(split.held_out) == 10 and len(split.train) == 30
+    assert set(split.held_out) | set(split.train) == set(ids) and not set(split.held_out) & set(split.train)
+    # the order does not matter, and one more episode moves at most one held-out episode back to training
+    grown = judge_split([*reversed(ids), "ep999"], r)
+    assert len(set(split.held_out) - set(grown.held_out)) <= 1
+    assert judge_split(ids, r) == split
+    assert judge_split(ids, recipe("default", seed=1)) != split  # another seed, another split
+    tiny = judge_split(["a", "b"], r)
+    assert len(tiny.held_out) == 1 and len(tiny.train) == 1
+    with pytest.raises(ValueError, match="at least 2 episodes"):
+        judge_split(["a"], r)
+
+
+def test_compare_sim_is_a_paired_test_on_the_same_scenes() -> None:
+    parent = np.array([True] * 20 + [False] * 30)
+    better = parent.copy()
+    better[20:35] = True  # 15 more scenes solved, none lost
+    c = compare_sim(better, parent, 0.0)
+    assert c.gain == pytest.approx(0.3) and c.p_better < 0.001 and c.p_worse == 1.0
+    assert c.candidate.n == 50 and c.candidate.low < 0.7 < c.candidate.high
+    same = compare_sim(parent, parent, 0.0)
+    assert same.gain == 0 and same.p_better == 1.0 and same.p_worse == 1.0
+
+
+def test_no_update_is_never_promoted() -> None:
+    promote, reason = decide(False, [comparison("sim", 40, 20)], 0.05)
+    assert not promote and "no update" in reason
+
+
+def test_the_simulator_decides_where_there_is_one() -> None:
+    imagined_down = comparison("imagined", 20, 22, p_worse=0.3)  # lower, not significantly
+    assert decide(True, [imagined_down, comparison("sim", 30, 25)], 0.05)[0]
+    promote, reason = decide(True, [comparison("imagined", 30, 20), comparison("sim", 24, 25)], 0.05)
+    assert not promote and "loses" in reason and "sim success" in reason
+    promote, reason = decide(True, [comparison("imagined", 5, 30, p_worse=0.001), comparison("sim", 30, 25)], 0.05)
+    assert not promote and "worse" in reason  # imagination can still refuse, when it is sure
+
+
+def test_without_a_simulator_imagination_decides() -> None:
+    assert decide(True, [comparison("imagined", 25, 25)], 0.05)[0]  # does not lose: a tie is allowed
+    assert not decide(True, [comparison("imagined", 24, 25, p_worse=0.4)], 0.05)[0]
+    assert not decide(True, [], 0.05)[0]
+
+
+def test_verdict_metrics_are_named_for_the_run_record() -> None:
+    v = Verdict(True, True, "x", deploy=[comparison("imagined", 30, 20), comparison("sim", 30, 20)])
+    m = v.metrics()
+    for key in ("imagined_success", "parent_imagined_success", "imagined_gain", "sim_success", "parent_sim_success",
+                "sim_gain", "sim_p_worse", "sim_ci95_low", "promoted", "updated", "deploy_temperature"):  # fmt: skip
+        assert key in m, key
+    assert m["sim_gain"] == pytest.approx(0.2) and m["promoted"] == 1.0
