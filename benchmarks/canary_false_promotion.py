@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from data_store.registry import Invalid
 from data_store.registry.rollouts import (
     ALPHA,
     LOOKS,
@@ -84,7 +85,7 @@ def main() -> None:
         bases = [float(b) for b in args.base_rates.split(",")]
         deltas = [float(d) for d in args.deltas.split(",")]
         plan = CanaryPlan(max_episodes=args.max_episodes, looks=args.looks)
-    except ValueError as e:
+    except (ValueError, Invalid) as e:
         sys.exit(f"canary_false_promotion: {e}")
     if args.sims < 1 or args.fleet_per_canary < 1:
         sys.exit("canary_false_promotion: --sims and --fleet-per-canary must be at least 1")
