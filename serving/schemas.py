@@ -211,7 +211,13 @@ class RatePoint(BaseModel):
 class RunIn(Body):
     policy: str = Field(default="", max_length=4096, description="Policy to improve: a version, alias or folder.")
     task: str | None = Field(default=None, max_length=128)
-    preset: Literal["tiny", "small", "base"] = "tiny"
+    recipe: str = Field(
+        default="default",
+        max_length=64,
+        pattern=r"^[a-z0-9_-]+$",
+        description="The cycle's recipe (trainer/recipe.py RECIPES: default, demo, quick): the settings the "
+        "benchmarks measure.",
+    )
     sim_task: str | None = Field(default=None, max_length=128)
     sim_episodes: int = Field(default=0, ge=0, le=10_000)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)

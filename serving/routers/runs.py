@@ -30,7 +30,9 @@ def submit_to_trainer(params: dict[str, Any]) -> str:
     from trainer.service.pipeline import submit_cycle
     from trainer.service.stage import CycleConfig
 
-    return submit_cycle(CycleConfig.from_json(params), trigger="serve")
+    config = CycleConfig.from_json(params)
+    config.resolved_recipe()  # ValueError naming an unknown recipe, before anything is queued
+    return submit_cycle(config, trigger="serve")
 
 
 def trainer_status(external_id: str) -> dict[str, Any]:
@@ -63,13 +65,23 @@ def refresh(registry: RegistryDep, row: TrainingRun) -> TrainingRun:
             stage=str(running[0]) if running else None,
             progress=done / len(stages) if stages else 0.0,
             reason=status.get("reason"),
-            result={"candidate": status.get("candidate"), "key": status.get("key")}
-            if status.get("candidate")
+            result={
+                "candidate": status.get("candidate"),
+                "key": status.get("key"),
+                "outcome": status.get("outcome"),
+                "outcome_reason": status.get("outcome_reason"),
+            }
+            if status.get("outcome")
             else None,
         )
 
 
-@router.post("/runs", status_code=202, response_model=RunOut, responses={503: {"description": "No trainer"}})
+@router.post(
+    "/runs",
+    status_code=202,
+    response_model=RunOut,
+    responses={422: {"description": "The trainer refused the config"}, 503: {"description": "No trainer"}},
+)
 def start_run(registry: RegistryDep, caller: Operator, body: RunIn) -> RunOut | JSONResponse:
     """Start one flywheel cycle (snapshot → world model → reward model → imagined GRPO → evaluate → register)."""
     params = body.model_dump()
@@ -77,6 +89,11 @@ def start_run(registry: RegistryDep, caller: Operator, body: RunIn) -> RunOut | 
         run_id = runs.request_run(s, params, by=caller.name).id
     try:
         external = submit_to_trainer(params)
+    except ValueError as e:  # a config the trainer refuses (an unknown recipe): the caller's mistake
+        reason = f"the trainer refused the run: {e}"
+        with registry.session() as s:
+            row = runs.update_run(s, run_id, status="failed", reason=reason)
+            return error(422, reason, run=RunOut.model_validate(row).model_dump(mode="json"))
     except Exception as e:  # ImportError (no trainer here), a broker that is down, a refused config
         reason = f"the trainer service could not take the run: {type(e).__name__}: {e}"
         with registry.session() as s:

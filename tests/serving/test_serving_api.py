@@ -239,6 +239,10 @@ def test_training_run_goes_to_the_trainer_or_is_recorded_as_unavailable(server: 
         r = op.patch(f"/runs/{run['id']}", json={"progress": 0.5, "stage": "world_model", "status": "running"})
         assert r.status_code == 200 and r.json()["progress"] == 0.5
         assert op.patch(f"/runs/{run['id']}", json={"progress": 2}).status_code == 422
+        if trainer_here:  # a recipe the trainer does not know is the caller's mistake, said in one line
+            r = op.post("/runs", json={"policy": "production", "recipe": "fastest"})
+            assert r.status_code == 422 and "fastest" in r.json()["reason"], r.text
+            assert r.json()["run"]["status"] == "failed"
 
 
 def test_metrics_count_requests(server: Server) -> None:
