@@ -43,6 +43,18 @@ def _variants(value: str | None) -> tuple[str, ...] | None:
     return names
 
 
+def _ints(value: str | None, option: str) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        out = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers, got {value!r}", param_hint=option) from None
+    if not out:
+        raise typer.BadParameter("give at least one value", param_hint=option)
+    return out
+
+
 def register(train: typer.Typer, bench: typer.Typer) -> None:
     """Add `bench paper`, `bench lifelong` and `bench rl-cost`."""
 
@@ -51,22 +63,30 @@ def register(train: typer.Typer, bench: typer.Typer) -> None:
         tasks: str | None = typer.Option(None, help="Comma-separated Meta-World v3 tasks (default: 4 tasks)."),
         budget: int | None = typer.Option(None, min=8, help="P: real episodes of the base policy (WMPO: 128)."),
         out: Path = typer.Option(Path("bench_paper"), help="Folder for the store, models, results.jsonl, report.md."),
-        eval_episodes: int | None = typer.Option(None, min=1, help="Seeded evaluation episodes per task and method."),
-        iterations: int | None = typer.Option(None, min=1, help="GRPO updates per RL stage in imagination."),
+        eval_episodes: int | None = typer.Option(None, min=1, help="Seeded evaluation scenes per task."),
+        seeds: str | None = typer.Option(None, help="Comma-separated seeds of every trained row (default: 0,1,2)."),
+        recipe: str | None = typer.Option(None, help="The cycle's recipe (trainer/recipe.py; default: default)."),
+        set_: list[str] = typer.Option(
+            [], "--set", help="A recipe setting to try, KEY=VALUE (JSON value); the report names it."
+        ),
+        sim_budgets: str | None = typer.Option(None, help="Real budgets of GRPO in the simulator, e.g. 128,512."),
         quick: bool = typer.Option(False, "--quick", help="A tiny smoke configuration (one task, tiny models)."),
         preset: str = typer.Option("default", help="Configuration: default | reduced | quick."),
         variants: str | None = typer.Option(
             None, help="Comma-separated rows to run (base,grpo_sim,wmpo,wmpo_kir,wmpo_kir_coevo; default: all)."
         ),
         jobs: int | None = typer.Option(
-            None, min=1, help="Tasks run at once, one process each (default: one per CPU core, at most one per task)."
+            None, min=1, help="(task, seed) units run at once, one process each (default: one per CPU core)."
         ),
     ) -> None:
-        """WMPO's table on the simulated arm, from an empty store: Base, GRPO in the simulator, WMPO,
-        WMPO + KIR, WMPO + KIR + co-evolution; success with 95% intervals, as JSON lines and report.md."""
+        """WMPO's table on the simulated arm, judged as the robot runs: Base (as deployed and at its best
+        temperature), GRPO in the simulator at several real budgets, WMPO, WMPO + KIR, WMPO + KIR + co-evolution;
+        success at the deployment temperature over seeds, with intervals and paired tests, as JSON lines and
+        report.md."""
         from dataclasses import replace
 
-        from trainer.paper_bench import PRESETS, TaskFailed, run_bench
+        from trainer.cli_service import _settings
+        from trainer.paper_bench import PRESETS, TaskFailed, run_bench, units
 
         if preset not in PRESETS:
             raise typer.BadParameter(f"--preset: choose one of {', '.join(PRESETS)}")
@@ -75,11 +95,18 @@ def register(train: typer.Typer, bench: typer.Typer) -> None:
             "tasks": _tasks(tasks),
             "budget": budget,
             "eval_episodes": eval_episodes,
-            "rl_iterations": iterations,
+            "seeds": _ints(seeds, "--seeds"),
+            "recipe": recipe,
+            "recipe_overrides": {**cfg.recipe_overrides, **_settings(set_)} if set_ else None,
+            "sim_budgets": _ints(sim_budgets, "--sim-budgets"),
             "variants": _variants(variants),
         }
-        cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
-        n_jobs = jobs or min(len(cfg.tasks), os.cpu_count() or 1)
+        try:
+            cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+            cfg.cycle_recipe(0)
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from None
+        n_jobs = jobs or min(len(units(cfg)), os.cpu_count() or 1)
         try:
             run_bench(cfg, out, jobs=n_jobs)
         except TaskFailed as e:
@@ -90,21 +117,23 @@ def register(train: typer.Typer, bench: typer.Typer) -> None:
     @bench.command("lifelong")
     def lifelong(
         tasks: str | None = typer.Option("drawer-close", help="Comma-separated Meta-World v3 tasks."),
-        rounds: int = typer.Option(3, min=1, help="Rounds of deploy → collect P → refit → RL."),
+        rounds: int = typer.Option(3, min=1, help="Rounds (nights) of deploy → collect P → cycle → judge."),
         budget: int | None = typer.Option(None, min=8, help="P real episodes per round."),
         out: Path = typer.Option(Path("bench_lifelong"), help="Folder for the store, models and lifelong.jsonl."),
         quick: bool = typer.Option(False, "--quick", help="A tiny smoke configuration."),
     ) -> None:
-        """WMPO §4.5's lifelong loop: success after each round, as JSON lines."""
+        """The flywheel over several nights: the robot's success at the deployment temperature after each round."""
         from dataclasses import replace
 
-        from trainer.lifelong import LifelongConfig, run_lifelong
+        from trainer.lifelong import LifelongConfig, run_lifelong, summary
         from trainer.paper_bench import PRESETS
 
         bench_cfg = PRESETS["quick" if quick else "default"]
         overrides: dict[str, Any] = {"tasks": _tasks(tasks), "budget": budget}
         bench_cfg = replace(bench_cfg, **{k: v for k, v in overrides.items() if v is not None})
-        run_lifelong(LifelongConfig(bench=bench_cfg, rounds=rounds), out)
+        lines = run_lifelong(LifelongConfig(bench=bench_cfg, rounds=rounds), out)
+        for line in summary(lines):
+            console.print(line, highlight=False)
 
     @bench.command("rl-cost")
     def rl_cost(
@@ -114,8 +143,8 @@ def register(train: typer.Typer, bench: typer.Typer) -> None:
         """Wall time and peak memory of imagined RL; trajectories per hour; growth with G, batch and horizon."""
         import json
 
+        from trainer.bench_report import machine
         from trainer.cost_bench import GRID, QUICK_GRID, markdown, scaling, stage_times
-        from trainer.paper_bench import machine
 
         if from_run is not None:
             results = from_run / "results.jsonl"

@@ -139,8 +139,9 @@ def fit_reward_model_step(
     labelled = [e for e in episodes if e.success is not None]
     if not any(e.success for e in labelled) or all(e.success for e in labelled):
         have = f"{sum(bool(e.success) for e in labelled)} successes of {len(labelled)} labelled episodes"
-        raise ValueError(f"the reward model needs labelled successes and failures ({have}); label them with "
-                         "`flywheel data label`")  # fmt: skip
+        raise ValueError(
+            f"the reward model needs labelled successes and failures ({have}); label them with `flywheel data label`"
+        )
     steps = recipe.refit_reward_model_steps if init is not None else recipe.reward_model_steps
     config = replace(_preset(PRESETS, recipe.reward_model_preset, "reward model"), steps=steps, seed=recipe.seed)
     result = fit_with_imagination(labelled, out, config=config, world_model=world_model, init=init, on_log=on_log)
@@ -217,10 +218,12 @@ def improve(
     iterations: int | None = None,
     first_iteration: int = 0,
 ) -> list[dict[str, float]]:
-    """Imagined GRPO on ``policy``, in place: ``iterations`` (default: the recipe's) updates. The sampling draws
-    are seeded by (seed, first iteration), so a cycle resumed at iteration i draws what an uninterrupted one would
-    have drawn from there on, up to the optimizer's moments (``wmpo`` makes a fresh AdamW)."""
+    """Imagined GRPO on ``policy``, in place: ``iterations`` (default: the recipe's) updates. The policy's sampling
+    and the starts drawn are seeded by (seed, first iteration), so the same recipe on the same episodes gives the
+    same candidate wherever it runs (the Celery stage, the demo, the bench); a resumed stage is reseeded at the
+    iteration it resumes from (and restarts the optimizer's moments: ``wmpo`` makes a fresh AdamW)."""
     torch.manual_seed(recipe.seed * 100_003 + first_iteration)
+    imagination.sampler.reseed(recipe.seed * 100_003 + first_iteration)  # whatever drew from it before
     return wmpo(policy, imagination, wmpo_config(recipe), on_iteration, iterations=iterations)
 
 

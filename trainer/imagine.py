@@ -359,6 +359,10 @@ class StartSampler:
             raise ValueError("StartSampler: no starts (the store has no complete episodes of this task)")
         self._rng = np.random.default_rng(self.seed)
 
+    def reseed(self, seed: int) -> None:
+        """Draw from here on as a fresh sampler seeded with ``seed`` would."""
+        self._rng = np.random.default_rng(seed)
+
     def draw(self, b: int) -> list[StartState]:
         out = []
         for _ in range(b):
