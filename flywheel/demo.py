@@ -43,6 +43,10 @@ class DemoConfig:
     after_episodes: int = 16  # the candidate's episodes after the hot swap (same scene seeds as the base's)
     recipe: str = "demo"  # trainer/recipe.py: the cycle's settings
     judge_scenes: int = 50  # seeded validation scenes the cycle judges candidate and base on
+    # the base's episodes for the cycle are recorded at this temperature (the operator's choice: exploring, as
+    # WMPO's rollouts do and as `flywheel bench paper` measures); None: the recipe's sampling temperature. The
+    # candidate, once promoted, runs at the deployment temperature (0).
+    collect_temperature: float | None = None
     max_steps: int | None = None  # per episode; None: the task's
     seed: int = 1000  # scene seed of the first deployed episode (demonstrations use 0..demos-1)
 
@@ -75,9 +79,11 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         http = _Http(server.url)
         base = http.register(base_dir)
         http.rollout(base)
-        _stage(3, f"deploy: base {base} rolled out; the robot records {config.base_episodes} episodes with it")
+        explore = _collect_temperature(config)
+        _stage(3, f"deploy: base {base} rolled out; the robot records {config.base_episodes} episodes with it, "
+                  f"exploring at temperature {explore:g}")  # fmt: skip
         _robot_run(config, store_dir, policy="server", episodes=config.base_episodes, seed=config.seed,
-                   max_steps=config.max_steps, server=server.url)  # fmt: skip
+                   max_steps=config.max_steps, server=server.url, temperature=explore)  # fmt: skip
 
         _stage(4, "the trainer's cycle: world model → reward model → imagined GRPO → judge → register")
         run = _cycle(config, out, store_dir, base_dir)
@@ -115,6 +121,7 @@ def _robot_run(
     seed: int,
     max_steps: int | None,
     server: str | None = None,
+    temperature: float = 0.0,
 ) -> None:
     """``flywheel robot run`` itself, called as a function (the operator's command, live display and all)."""
     from robot_agent.cli import LabelMode
@@ -123,9 +130,17 @@ def _robot_run(
     robot_run(
         robot_name="sim", task=config.task, policy_spec=policy, episodes=episodes, store_dir=store_dir, seed=seed,
         max_steps=max_steps, noise=0.1, label=LabelMode.sim, camera=None, size=64, robot_id="sim-0",
-        realtime=False, safety=None, buffer_s=1.0, server=server, token=None, swap_at="episode",
-        cache=config.out / "robot_cache",
+        realtime=False, safety=None, temperature=temperature, buffer_s=1.0, server=server, token=None,
+        swap_at="episode", cache=config.out / "robot_cache",
     )  # fmt: skip
+
+
+def _collect_temperature(config: DemoConfig) -> float:
+    from trainer.recipe import recipe
+
+    if config.collect_temperature is not None:
+        return config.collect_temperature
+    return float(recipe(config.recipe).grpo.temperature)
 
 
 def _train_base(config: DemoConfig, store_dir: Path, out: Path) -> Path:
@@ -233,8 +248,9 @@ def _report(
         eps = [e for e in store.episodes(policy_version=version, status="complete") if e.success != "unknown"]
         wins = sum(e.success == "true" for e in eps)
         r = wilson(wins, len(eps))
+        temps = sorted({float((e.meta or {}).get("temperature", 0.0)) for e in eps})
         robot[label] = {"version": version, "episodes": len(eps), "successes": wins, "rate": r.rate, "low": r.low,
-                        "high": r.high}  # fmt: skip
+                        "high": r.high, "temperatures": temps}  # fmt: skip
     swapped = [store.info(e).policy_version for e in after]
     metrics = {
         f"{p['stage']}.{k}": v
@@ -319,10 +335,13 @@ def _markdown(report: dict[str, Any], path: Path) -> None:
               ""]  # fmt: skip
     lines += [f"- {f}" for f in report["figures"]]
     lines += ["", "## On the robot (episodes recorded by the robot agent, per version)", "",
-              "| policy | version | success | 95% interval |", "|---|---|---|---|"]  # fmt: skip
+              "| policy | version | temperature | success | 95% interval |", "|---|---|---|---|---|"]  # fmt: skip
     for label, r in report["robot"].items():
-        lines.append(f"| {label} | `{r['version']}` | {r['successes']}/{r['episodes']} = {r['rate']:.0%} "
+        temps = ", ".join(f"{t:g}" for t in r.get("temperatures", []))
+        lines.append(f"| {label} | `{r['version']}` | {temps} | {r['successes']}/{r['episodes']} = {r['rate']:.0%} "
                      f"| [{r['low']:.0%}, {r['high']:.0%}] |")  # fmt: skip
+    lines += ["", "The base's episodes are the cycle's data, recorded exploring at the sampling temperature; the "
+              "comparison at the deployment temperature is the judge's, above."]  # fmt: skip
     if report["versions_after_rollout"]:
         lines += ["", f"Versions the robot ran after the rollout call, episode by episode: "
                   f"{', '.join(report['versions_after_rollout'])}"]  # fmt: skip

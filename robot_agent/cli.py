@@ -74,6 +74,12 @@ def run(
     robot_id: str = typer.Option("sim-0", "--robot-id", help="Robot id written into each episode."),
     realtime: bool = typer.Option(False, "--realtime", help="Sim: pace on the wall clock like a physical arm."),
     safety: str | None = typer.Option(None, "--safety", help="Safety preset: default | sim | off (default: robot's)."),
+    temperature: float = typer.Option(
+        0.0,
+        "--temperature",
+        min=0.0,
+        help="Policy sampling temperature: 0 (the default) takes the argmax; more explores (recorded per episode).",
+    ),
     buffer_s: float = typer.Option(
         1.0, "--buffer-s", min=0.0, help="Recorder buffer: a crash loses at most this much (0: publish every step)."
     ),
@@ -170,7 +176,7 @@ def run(
     )
     try:
         robot.connect()
-        runtime = Runtime(robot, slot, safety=safety_config, stop_event=stop)
+        runtime = Runtime(robot, slot, safety=safety_config, stop_event=stop, temperature=temperature)
         can_tell = type(robot).success is not Robot.success  # the backend says whether the task is done
         mode = (LabelMode.sim if can_tell else LabelMode.ask) if label is LabelMode.auto else label
         with progress:
@@ -186,7 +192,7 @@ def run(
                     instruction=instruction,
                     robot_id=robot_id,
                     policy_version=slot.version,
-                    meta={"seed": episode_seed, "policy": policy_spec, "noise": noise},
+                    meta={"seed": episode_seed, "policy": policy_spec, "noise": noise, "temperature": temperature},
                     buffer_s=buffer_s,
                 )
                 recorder = Recorder(writer, record_success=mode is LabelMode.sim)

@@ -19,22 +19,33 @@ def test_quick_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
 
     report = json.loads((out / "report.json").read_text())
-    base, candidate = report["success"]["base"], report["success"]["candidate"]
-    assert base["version"].startswith("vla-") and candidate["version"].startswith("vla-")
-    # the cycle ran each stage and registered what it trained
-    for stage in ("world_model.loss", "reward_model.threshold", "evaluate.imagined_success"):
+    base = report["robot"]["base"]
+    assert base["version"].startswith("vla-")
+    # the cycle ran each stage; its judge compared candidate and base at the deployment temperature, imagined and
+    # on the simulated arm's validation scenes, with intervals and paired tests
+    for stage in ("world_model.loss", "reward_model.threshold", "evaluate.imagined_success", "evaluate.sim_success"):
         assert stage in report["cycle_metrics"], sorted(report["cycle_metrics"])
-    # after the rollout call the running robot swapped at an episode boundary: its first episode ran the
-    # base, every later one the candidate
+    assert report["deploy_temperature"] == 0.0 and report["sampling_temperature"] > 0
+    for where in ("sim", "imagined"):
+        judged = report["judged"][where]
+        for who in ("base", "candidate"):
+            assert judged[who]["low"] <= judged[who]["rate"] <= judged[who]["high"]
+        assert 0.0 <= judged["p_worse"] <= 1.0
+    assert report["figures"] and report["outcome_reason"]
     after = report["versions_after_rollout"]
-    assert after[0] == base["version"] and set(after[1:]) == {candidate["version"]}
+    if report["promoted"]:  # rolled out while the robot ran: it swapped at an episode boundary
+        candidate = report["robot"]["candidate"]["version"]
+        assert after[0] == base["version"] and set(after[1:]) == {candidate}
+    else:  # not promoted: nothing rolled out, the robot kept the base
+        assert after == [] and "candidate" not in report["robot"]
+        assert "not promoted" in (out / "report.md").read_text()
 
     store = EpisodeStore(out / "episodes")
     demos = store.episodes(policy_version="scripted")
     assert len(demos) == 2 and all(e.success == "true" for e in demos)  # SFT needs successful demonstrations
     deployed = store.episodes(policy_version=base["version"])
     assert len(deployed) >= 4 and all(e.status == "complete" for e in deployed)
-    assert (out / "report.png").stat().st_size > 1000 and "| base |" in (out / "report.md").read_text()
+    assert (out / "report.png").stat().st_size > 1000 and "| sim |" in (out / "report.md").read_text()
 
 
 def test_unknown_task_is_a_clear_error(tmp_path: Path) -> None:
