@@ -31,6 +31,8 @@ class WMPOConfig:
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     iterations: int = 20  # GRPO updates per RL stage
     kir_share: float = 0.0  # share of keyframe starts (0: WMPO; WoVR KIR: > 0)
+    deploy_members: int = 0  # rollouts per group acting at the deployment temperature (trainer/recipe.py)
+    deploy_temperature: float = 0.0
     proprio: str = "learned"  # see trainer/imagine.py
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
     seed: int = 0
@@ -54,6 +56,8 @@ class Imagination:
             temperature=cfg.grpo.temperature,
             context_len=context_len(self.world_model),
             proprio="learned" if cfg.proprio == "learned" else "start",
+            deploy_members=cfg.deploy_members,
+            deploy_temperature=cfg.deploy_temperature,
         )
 
         def draw(n_groups: int) -> Rollouts:

@@ -182,7 +182,14 @@ def judge_split(episode_ids: Sequence[str], recipe: Recipe) -> JudgeSplit:
 
 
 def wmpo_config(recipe: Recipe) -> WMPOConfig:
-    return WMPOConfig(grpo=recipe.grpo, iterations=recipe.iterations, kir_share=recipe.kir_share, seed=recipe.seed)
+    return WMPOConfig(
+        grpo=recipe.grpo,
+        iterations=recipe.iterations,
+        kir_share=recipe.kir_share,
+        deploy_members=recipe.deploy_members,
+        deploy_temperature=recipe.deploy_temperature,
+        seed=recipe.seed,
+    )
 
 
 def imagination_for(

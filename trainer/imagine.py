@@ -60,6 +60,10 @@ class ImagineConfig:
     temperature: float = 1.6  # both papers
     context_len: int = 5  # 1 reference frame + 4 memory frames (WoVR); WMPO's 4-frame queue is the same idea
     proprio: Literal["learned", "start"] = "learned"
+    # the first ``deploy_members`` rollouts of each group act at ``deploy_temperature`` (what the robot runs: 0 is
+    # the argmax) instead of sampling; their log-probs are taken at ``temperature`` like the others' (see grpo.py)
+    deploy_members: int = 0
+    deploy_temperature: float = 0.0
 
 
 @dataclass
@@ -268,9 +272,13 @@ def imagine_rollouts(
         from trainer.sim_grpo import safety_filter
 
         filters = [safety_filter(policy.spec, safety) for _ in range(n)]
+    deployed = np.arange(n) % g < cfg.deploy_members  # [N]: rows acting as the robot does
     for c in range(c_max):
         obs = [_observation(latest[i], proprio[i], rows[i].instruction, camera, float(c)) for i in range(n)]
-        actions, tokens, logprob = policy.sample(obs, cfg.temperature)  # [N,K,A], [N,K,A], [N]
+        if deployed.any():
+            actions, tokens, logprob = _sample_mixed(policy, obs, deployed, cfg)
+        else:
+            actions, tokens, logprob = policy.sample(obs, cfg.temperature)  # [N,K,A], [N,K,A], [N]
         if c == 0:
             token_ids = torch.zeros((n, c_max, *tokens.shape[1:]), dtype=torch.long)
         actions = np.asarray(actions, np.float32)
@@ -316,6 +324,29 @@ def imagine_rollouts(
         finish_step=finish_step,
         starts=rows,
     )
+
+
+def _sample_mixed(
+    policy: Any, obs: list[Observation], deployed: np.ndarray, cfg: ImagineConfig
+) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    """Sample at ``cfg.temperature`` for most rows and act at ``cfg.deploy_temperature`` for the ``deployed`` rows,
+    whose chunk log-probs are then taken at ``cfg.temperature``: one log-prob scale for the whole group."""
+    idx_d, idx_s = np.flatnonzero(deployed), np.flatnonzero(~deployed)
+    a_d, t_d, _ = policy.sample([obs[i] for i in idx_d], cfg.deploy_temperature)
+    lp_d = policy.log_prob([obs[i] for i in idx_d], t_d, temperature=cfg.temperature)
+    parts = [(idx_d, np.asarray(a_d), t_d, lp_d)]
+    if len(idx_s):
+        a_s, t_s, lp_s = policy.sample([obs[i] for i in idx_s], cfg.temperature)
+        parts.append((idx_s, np.asarray(a_s), t_s, lp_s))
+    n = len(obs)
+    actions = np.zeros((n, *parts[0][1].shape[1:]), np.float32)
+    tokens = torch.zeros((n, *parts[0][2].shape[1:]), dtype=parts[0][2].dtype)
+    logprob = torch.zeros(n)
+    for idx, a, t, lp in parts:
+        actions[idx] = a
+        tokens[torch.as_tensor(idx)] = t.cpu()
+        logprob[torch.as_tensor(idx)] = lp.detach().float().cpu()
+    return actions, tokens, logprob
 
 
 # ------------------------------------------------------------------------------ starts from the store

@@ -59,6 +59,10 @@ class Recipe:
         default_factory=lambda: replace(GRPO_PRESETS["cpu"], temperature=SAMPLING_TEMPERATURE, max_draws=2)
     )
     iterations: int = 8  # GRPO updates per cycle
+    # rollouts of each imagined group of G that act as the robot does (at the deployment temperature) instead of
+    # sampling: they give the group a member whose success is the deployed behaviour's, so GRPO raises the chunks
+    # the robot would take where they succeed and lowers them where they fail (a self-critical anchor; see docs/rl.md)
+    deploy_members: int = 0
     kir_share: float = 0.0  # share of keyframe starts (WoVR KIR); 0: WMPO's first frames only
     horizon: int | None = None  # imagined episode length; None: the task's step budget (WMPO: the task's max_steps)
     # judging the candidate against its parent, both at the deployment temperature
@@ -81,6 +85,10 @@ class Recipe:
             raise ValueError(f"judge_share must be in (0, 1), got {self.judge_share}")
         if self.iterations < 1 or self.judge_group < 1:
             raise ValueError("iterations and judge_group must be >= 1")
+        if not 0 <= self.deploy_members < self.grpo.group_size:
+            raise ValueError(
+                f"deploy_members must be in [0, group size {self.grpo.group_size}), got {self.deploy_members}"
+            )
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -53,9 +53,22 @@ function renderRobots(robots) {
   }));
 }
 
+// A candidate the flywheel's judge evaluated: its success against its parent's at the deployment temperature (what
+// the robot runs), then at the sampling temperature; other policies: their metrics as they are.
+function judged(m) {
+  const pct = (v) => `${Math.round(100 * v)}%`;
+  const side = (prefix) => ["sim", "imagined"].filter((w) => m[`${w}_${prefix}success`] !== undefined)
+    .map((w) => `${w} ${pct(m[`${w}_${prefix}success`])} vs parent ${pct(m[`parent_${w}_${prefix}success`])}`).join(", ");
+  const at = side("");
+  const sampling = side("sampling_");
+  return `at T=${m.deploy_temperature} (deployed): ${at}` + (sampling ? ` · at T=${m.sampling_temperature} (sampling): ${sampling}` : "");
+}
+
 function renderPolicies(policies) {
   fill("policies", policies.map((p) => {
-    const metrics = Object.entries(p.metrics || {}).map(([k, v]) => `${k}=${typeof v === "number" ? v.toFixed(3) : v}`).join(", ");
+    const m = p.metrics || {};
+    const metrics = m.deploy_temperature !== undefined ? judged(m) :
+      Object.entries(m).map(([k, v]) => `${k}=${typeof v === "number" ? v.toFixed(3) : v}`).join(", ");
     const button = el("button", { "data-version": p.version, class: "rollout" }, "Roll out");
     button.addEventListener("click", () => {
       const canary = Math.max(0, parseInt(document.getElementById("canary").value, 10) || 0);
@@ -81,7 +94,8 @@ function renderRuns(runs) {
   fill("runs", runs.slice(0, 10).map((r) => {
     const bar = el("span", { class: "bar" }, el("span", { style: `width:${Math.round(100 * r.progress)}%` }));
     return el("tr", {}, el("td", {}, r.id), el("td", {}, r.status), el("td", {}, r.stage || "—"),
-      el("td", {}, bar, ` ${Math.round(100 * r.progress)}%`), el("td", {}, ago(r.requested_at)), el("td", { class: "muted" }, r.reason || ""));
+      el("td", {}, bar, ` ${Math.round(100 * r.progress)}%`), el("td", {}, ago(r.requested_at)),
+      el("td", { class: "muted" }, r.result && r.result.outcome ? `${r.result.outcome}: ${r.result.outcome_reason || ""}` : r.reason || ""));
   }));
 }
 

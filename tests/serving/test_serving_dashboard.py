@@ -87,6 +87,10 @@ def test_dashboard_shows_the_fleet_and_rolls_back_on_click(
             )
             assert page.inner_text("#who") == "test-admin (admin)"
             assert page.locator("#policies tbody tr").count() == 2
+            # a judged candidate: at the deployment temperature first, the sampling temperature as a second figure
+            judged = page.inner_text("#policies tbody")
+            assert "at T=0 (deployed): sim 79% vs parent 71%, imagined 60% vs parent 55%" in judged
+            assert "at T=1.3 (sampling): sim 95% vs parent 66%" in judged
             lines = page.locator("#plot polyline")
             assert sorted(lines.nth(i).get_attribute("data-version") or "" for i in range(lines.count())) == sorted(
                 [v1, v2]

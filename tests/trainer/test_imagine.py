@@ -78,6 +78,24 @@ def test_shapes_masks_and_groups(models: tuple[object, object, object]) -> None:
     assert not np.allclose(r.observations[0][2].state, starts[0].state)
 
 
+def test_deploy_members_act_as_the_robot_and_keep_the_sampling_log_prob(models: tuple[object, object, object]) -> None:
+    """The first member of each group takes the argmax (what the robot runs); the rest sample; every member's
+    old log-prob is at the sampling temperature, so one GRPO ratio fits the whole group."""
+    policy, world_model, reward_model = models
+    reward_model.threshold = 2.0  # type: ignore[attr-defined]
+    cfg = ImagineConfig(group_size=3, context_len=3, deploy_members=1, deploy_temperature=0.0)
+    starts = [_start(0, steps_left=16), _start(1, steps_left=16)]
+    batch = imagine_rollouts(policy, world_model, reward_model, starts, cfg, "corner4", seed=0, proprio_model=PROPRIO)
+    r = batch.rollouts
+    for row in range(6):
+        obs = [r.observations[row][1]]
+        greedy = policy.sample(obs, 0.0)[1]  # type: ignore[attr-defined]
+        is_greedy = torch.equal(r.token_ids[row, 1:2].reshape(greedy.shape), greedy)
+        assert is_greedy == (row % 3 == 0), row
+        again = policy.log_prob(obs, r.token_ids[row : row + 1, 1], temperature=cfg.temperature)  # type: ignore[attr-defined]
+        assert torch.allclose(again.detach(), r.old_logprob[row : row + 1, 1], atol=1e-3)
+
+
 def test_post_success_chunks_are_masked(models: tuple[object, object, object]) -> None:
     policy, world_model, reward_model = models
     cfg = ImagineConfig(group_size=4, context_len=3)
