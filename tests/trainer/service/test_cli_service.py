@@ -18,7 +18,7 @@ def invoke(settings, *args: str):
 def test_an_inline_cycle_prints_its_stages_and_candidate(embedded, episodes, policy_dir) -> None:
     out = invoke(embedded, "train", "cycle", "--inline", "--policy", str(policy_dir))
     assert out.exit_code == 0, out.output
-    assert "succeeded" in out.output and "candidate vla-" in out.output
+    assert "succeeded" in out.output and "candidate vla-" in out.output and "promoted" in out.output
     run_id = out.output.split("run ")[1].split()[0]
     shown = invoke(embedded, "train", "status", run_id, "--json")
     record = json.loads(shown.output)
@@ -39,6 +39,21 @@ def test_an_empty_dataset_is_one_red_line_and_exit_1(embedded, policy_dir) -> No
 def test_a_cycle_without_a_policy_says_so(embedded, episodes) -> None:
     out = invoke(embedded, "train", "cycle", "--inline")
     assert out.exit_code == 1 and "--policy" in out.output
+
+
+def test_a_bad_recipe_or_setting_is_one_line(embedded, episodes, policy_dir) -> None:
+    for args, named in (
+        (["--recipe", "fastest"], "fastest"),
+        (["--set", "iteration=3"], "iteration"),
+        (["--set", "grpo={\"learning_rate\": 1}"], "learning_rate"),
+        (["--set", "iterations"], "KEY=VALUE"),
+    ):
+        out = invoke(embedded, "train", "cycle", "--inline", "--policy", str(policy_dir), *args)
+        assert out.exit_code == 2 and named in out.output and "Traceback" not in out.output, out.output
+    old = embedded.root / "old.json"
+    old.write_text(json.dumps({"policy": str(policy_dir), "preset": "tiny"}))
+    out = invoke(embedded, "train", "cycle", "--inline", "--config", str(old))
+    assert out.exit_code == 2 and "preset" in out.output and "recipe" in out.output
 
 
 def test_an_unknown_run_is_one_line(embedded) -> None:
