@@ -5,10 +5,11 @@
 3. **deploy**: the control plane starts (uvicorn on a thread, SQLite registry); the base is registered
    and rolled out; the robot agent (``flywheel robot run --server``) fetches it, verifies and runs it,
    recording successes and failures into the store and indexing them on the server;
-4. **cycle**: the trainer's cycle runs inline (``trainer.service.pipeline.run_cycle_inline``), the nightly cycle's
-   stages with the ``demo`` recipe (``trainer/recipe.py``): snapshot → world model → reward model → imagined GRPO
-   → judge (candidate against base at the deployment temperature, imagined and on seeded validation scenes of
-   the simulated arm, paired tests) → register the candidate, only if it does not lose;
+4. **cycle**: the trainer's cycle runs inline (``trainer.service.pipeline.run_cycle_inline``): the nightly cycle's
+   stages with the ``default`` recipe (``trainer/recipe.py``, what ``flywheel bench paper`` measures): snapshot →
+   world model → reward model → imagined GRPO → judge (candidate against base at the deployment temperature,
+   imagined and on seeded validation scenes of the simulated arm, paired tests) → register the candidate, only if
+   it does not lose;
 5. **roll out**, only if promoted: while the robot runs, the candidate is rolled out over REST; the robot
    hot-swaps to it at an episode boundary and keeps recording, now under the candidate's version;
 6. **report**: the judge's figures (what decided), and the robot's episodes per version, with a plot.
@@ -41,7 +42,7 @@ class DemoConfig:
     sft_steps: int = 400
     base_episodes: int = 16  # P: the base policy's real (simulated) rollouts the cycle learns from
     after_episodes: int = 16  # the candidate's episodes after the hot swap (same scene seeds as the base's)
-    recipe: str = "demo"  # trainer/recipe.py: the cycle's settings
+    recipe: str = "default"  # trainer/recipe.py: the cycle's settings
     judge_scenes: int = 50  # seeded validation scenes the cycle judges candidate and base on
     # the base's episodes for the cycle are recorded at this temperature (the operator's choice: exploring, as
     # WMPO's rollouts do and as `flywheel bench paper` measures); None: the recipe's sampling temperature. The

@@ -215,7 +215,7 @@ class RunIn(Body):
         default="default",
         max_length=64,
         pattern=r"^[a-z0-9_-]+$",
-        description="The cycle's recipe (trainer/recipe.py RECIPES: default, demo, quick): the settings the "
+        description="The cycle's recipe (trainer/recipe.py RECIPES: default, quick): the settings the "
         "benchmarks measure.",
     )
     sim_task: str | None = Field(default=None, max_length=128)

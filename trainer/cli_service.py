@@ -28,7 +28,7 @@ def styled(text: str, state: str) -> str:
 def cycle(
     policy: str = typer.Option("", help="The policy to improve: an artifact folder, or a registry version or alias."),
     task: str = typer.Option("", help="Train on this task's episodes only (default: every complete episode)."),
-    recipe: str = typer.Option("", help="The recipe (trainer/recipe.py): default | demo | quick. Default: default."),
+    recipe: str = typer.Option("", help="The recipe (trainer/recipe.py): default | quick. Default: default."),
     set_: list[str] = typer.Option(
         [], "--set", help="A recipe setting, KEY=VALUE (JSON value), e.g. --set iterations=4 --set kir_share=0.5."
     ),

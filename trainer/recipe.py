@@ -121,11 +121,9 @@ def with_overrides(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    # the nightly cycle on a 2-core CPU, and every row of `flywheel bench paper` (the bench's variants change
-    # kir_share and nothing else)
+    # the nightly cycle on a 2-core CPU, `flywheel demo`, and every row of `flywheel bench paper` (the bench's
+    # variants change kir_share and nothing else)
     "default": Recipe(),
-    # `flywheel demo`: one task, a few minutes of training
-    "demo": Recipe(world_model_steps=1500, refit_world_model_steps=400),
     # tests and `--quick` runs: every step at toy sizes
     "quick": Recipe(
         world_model_preset="tiny",

@@ -67,7 +67,7 @@ class CycleConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            hint = '; the model sizes are a recipe now: "recipe": "default" | "demo" | "quick"' if "preset" in d else ""
+            hint = '; the model sizes are a recipe now: "recipe": "default" | "quick"' if "preset" in d else ""
             raise TypeError(f"unknown cycle setting(s) {unknown}{hint}")
         return cls(
             **{
