@@ -8,6 +8,7 @@ without an extra installed still runs every other command.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -39,9 +40,13 @@ app.command()(beat)
 def demo(
     out: Path = typer.Option(Path("flywheel_data/demo"), help="Folder for the demo's episodes, models and report."),
     task: str = typer.Option("drawer-close", help="Meta-World task the simulated arm runs."),
-    demos: int = typer.Option(5, min=1, help="Scripted-expert demonstrations the base policy learns from."),
-    base_episodes: int = typer.Option(16, min=2, help="Episodes the deployed base records (the cycle's data)."),
-    after_episodes: int = typer.Option(16, min=1, help="Episodes recorded after the candidate's hot swap."),
+    demos: int | None = typer.Option(None, min=1, help="Scripted-expert demonstrations the base learns from [10]."),
+    base_episodes: int | None = typer.Option(
+        None, min=2, help="Episodes the deployed base records, the cycle's data (P) [128]."
+    ),
+    after_episodes: int | None = typer.Option(
+        None, min=1, help="Episodes recorded after the candidate's hot swap [16]."
+    ),
     quick: bool = typer.Option(False, help="Smallest sizes that run every stage (a smoke test, not a result)."),
 ) -> None:
     """The whole flywheel on one machine, embedded defaults (no Redis, PostgreSQL or GPU): demonstrations →
@@ -59,9 +64,8 @@ def demo(
     if quick:
         config = DemoConfig.quick(out, task)
     else:
-        config = replace(
-            DemoConfig(out=out, task=task), demos=demos, base_episodes=base_episodes, after_episodes=after_episodes
-        )
+        sizes: dict[str, Any] = {"demos": demos, "base_episodes": base_episodes, "after_episodes": after_episodes}
+        config = replace(DemoConfig(out=out, task=task), **{k: v for k, v in sizes.items() if v is not None})
     run_demo(config)
 
 

@@ -37,13 +37,15 @@ console = Console()
 class DemoConfig:
     out: Path
     task: str = "drawer-close"
-    demos: int = 5  # N expert demonstrations: 5 gives a base in the 20–60% band (docs/policy.md)
+    # the sizes of one task's column of `flywheel bench paper` (docs/rl.md): 10 demonstrations, SFT of the small
+    # policy for 600 steps, P = 128 real episodes, the default recipe, 100 validation scenes for the judge
+    demos: int = 10
     sft_preset: str = "small"
-    sft_steps: int = 400
-    base_episodes: int = 16  # P: the base policy's real (simulated) rollouts the cycle learns from
-    after_episodes: int = 16  # the candidate's episodes after the hot swap (same scene seeds as the base's)
+    sft_steps: int = 600
+    base_episodes: int = 128  # P: the base policy's real (simulated) rollouts the cycle learns from
+    after_episodes: int = 16  # the candidate's episodes after the hot swap, at the deployment temperature
     recipe: str = "default"  # trainer/recipe.py: the cycle's settings
-    judge_scenes: int = 50  # seeded validation scenes the cycle judges candidate and base on
+    judge_scenes: int = 100  # seeded validation scenes the cycle judges candidate and base on
     # the base's episodes for the cycle are recorded at this temperature (the operator's choice: exploring, as
     # WMPO's rollouts do and as `flywheel bench paper` measures); None: the recipe's sampling temperature. The
     # candidate, once promoted, runs at the deployment temperature (0).
