@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +86,6 @@ def test_the_nightly_cycle_makes_real_updates(redis_settings, workers, tmp_path)
     trained on them, the nightly trigger on a real worker: imagination must see successes and GRPO must move the
     policy's weights."""
     from data_store.episodes import EpisodeStore
-    from trainer.service.schedule import maybe_start_cycle
     from trainer.sft import SFTConfig, train_sft
     from trainer.world_model.recording import NoisyExpertPlan, record_noisy_expert
 
@@ -107,8 +108,16 @@ def test_the_nightly_cycle_makes_real_updates(redis_settings, workers, tmp_path)
         update={"stage_table": "trainer.service.stages:STAGES", "cycle_config": str(config), "min_new_episodes": 16}
     )
     workers(settings, "nightly")
-    run_id = maybe_start_cycle(settings)  # what `flywheel.nightly` runs when beat fires
-    assert run_id is not None
+    # what `flywheel.nightly` runs when beat fires, in a process of its own with the service's environment
+    trigger = (
+        "from trainer.service.schedule import maybe_start_cycle as m; from trainer.service.settings import "
+        "load_settings as s; print('RESULT', m(s()) or 'none')"
+    )
+    out = subprocess.run([sys.executable, "-c", trigger], env=service_env(settings), capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    run_id = out.stdout.split("RESULT")[-1].strip()
+    assert run_id != "none", out.stdout
     status = finished(settings, run_id, 800)
     assert status["state"] == "succeeded", status
     assert status["trigger"] == "nightly"
