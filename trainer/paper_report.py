@@ -2,8 +2,9 @@
 
 Every success figure is a policy's outcome on each of the same seeded evaluation scenes (``outcomes``: one 0/1 per
 scene). A trained row is a matrix [seeds, scenes]; its mean has a 95% interval from a seeds × scenes bootstrap
-(``data_store.stats.hierarchical_ci``), and a paired sign-flip test on the per-scene differences (the row averaged
-over its seeds, minus the reference) says whether a difference is real. The references: the Base at its best
+(``data_store.stats.hierarchical_ci``, widened to the pooled Wilson interval where that is wider), and a paired
+sign-flip test on the per-scene differences (the row averaged over its seeds, minus the reference) says whether a
+difference is real. The references: the Base at its best
 temperature (chosen on validation scenes), and GRPO in the simulator at the same real budget P.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from data_store.stats import hierarchical_ci, sign_flip
+from data_store.stats import hierarchical_ci, sign_flip, wilson
 
 LABELS = {
     "base_deployed": "Base, as deployed",
@@ -41,9 +42,13 @@ class Cell:
     seeds: int
     note: str = ""
 
-    def text(self) -> str:
-        return f"{100 * self.mean:.1f} [{100 * self.low:.0f}, {100 * self.high:.0f}]" + (
-            f" {self.note}" if self.note else ""
+    def text(self, of_seeds: int = 0) -> str:
+        """ "63.0 [53, 72]", with its note, and "(k/n seeds)" when ``of_seeds`` is more than the seeds it has."""
+        more = f" ({self.seeds}/{of_seeds} seeds)" if self.seeds < of_seeds else ""
+        return (
+            f"{100 * self.mean:.1f} [{100 * self.low:.0f}, {100 * self.high:.0f}]"
+            + (f" {self.note}" if self.note else "")
+            + more
         )
 
 
@@ -62,12 +67,20 @@ class Results:
                 key = (ln["task"], ln["row"], ln.get("seed"), float(ln["temperature"]), ln["scenes"])
                 self.o[key] = _bits(ln)
 
-    def matrix(self, task: str, row: str, temperature: float, seeds: tuple[int, ...]) -> np.ndarray | None:
-        """float [seeds, scenes] of a trained row on the evaluation scenes; None if any seed is missing."""
+    def matrix(
+        self, task: str, row: str, temperature: float, seeds: tuple[int, ...], partial: bool = False
+    ) -> np.ndarray | None:
+        """float [seeds, scenes] of a trained row on the evaluation scenes; None if any seed is missing (``partial``:
+        the seeds there are, None if none)."""
         rows = [self.o.get((task, row, s, float(temperature), "eval")) for s in seeds]
-        if any(r is None for r in rows):
+        if partial:
+            rows = [r for r in rows if r is not None]
+        if not rows or any(r is None for r in rows):
             return None
         return np.stack([r for r in rows if r is not None])
+
+    def seeds_done(self, task: str, row: str, temperature: float, seeds: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(s for s in seeds if (task, row, s, float(temperature), "eval") in self.o)
 
     def base(self, task: str, temperature: float, scenes: str = "eval") -> np.ndarray | None:
         return self.o.get((task, "base", None, float(temperature), scenes))
@@ -90,11 +103,14 @@ class Results:
 
 
 def cell(m: np.ndarray | None, note: str = "") -> Cell | None:
+    """The interval is the seeds × scenes bootstrap's, widened to the Wilson interval of the pooled outcomes where
+    that is wider: the bootstrap alone says [0, 0] for a row that failed every scene."""
     if m is None:
         return None
     m = np.atleast_2d(m)
     mean, lo, hi = hierarchical_ci(m)
-    return Cell(mean, lo, hi, m.mean(axis=0), m.shape[0], note)
+    w = wilson(int(m.sum()), int(m.size))
+    return Cell(mean, min(lo, w.low), max(hi, w.high), m.mean(axis=0), m.shape[0], note)
 
 
 def overall(cells: list[Cell | None]) -> Cell | None:
@@ -104,7 +120,8 @@ def overall(cells: list[Cell | None]) -> Cell | None:
     per = np.concatenate([c.per_scene for c in cells if c is not None])
     seeds = min(c.seeds for c in cells if c is not None)
     mean, lo, hi = hierarchical_ci(per[None])  # the per-scene means: scene bootstrap
-    return Cell(mean, lo, hi, per, seeds)
+    w = wilson(round(float(per.sum()) * seeds), int(per.size * seeds))
+    return Cell(mean, min(lo, w.low), max(hi, w.high), per, seeds)
 
 
 def paired(a: Cell | None, b: Cell | None) -> str:
@@ -115,8 +132,9 @@ def paired(a: Cell | None, b: Cell | None) -> str:
     return f"{100 * d.mean():+.1f} (p {sign_flip(d):.3f})"
 
 
-def summarize(lines: list[dict[str, Any]], cfg: Any) -> dict[str, Any]:
-    """The tables as data: {"rows": {row: {task|overall: Cell}}, "best_t": {task: T}, ...}."""
+def summarize(lines: list[dict[str, Any]], cfg: Any, partial: bool = False) -> dict[str, Any]:
+    """The tables as data: {"rows": {row: {task|overall: Cell}}, "best_t": {task: T}, ...}. ``partial``: a run still
+    going: each cell over the seeds done so far (its ``seeds`` says how many)."""
     res = Results(lines)
     deploy, sampling = float(cfg.deploy_temperature), float(cfg.sampling_temperature)
     temps = tuple(sorted({*map(float, cfg.base_temperatures), sampling, deploy}))
@@ -138,9 +156,9 @@ def summarize(lines: list[dict[str, Any]], cfg: Any) -> dict[str, Any]:
             out["best_t"][task] = best
             rows["base_deployed"][task] = cell(res.base(task, t_key))
             rows["base_best"][task] = cell(res.base(task, best), f"(T={best:g})") if best is not None else None
-            rows["grpo_sim"][task] = cell(res.matrix(task, f"grpo_sim_P{cfg.budget}", t_key, seeds))
+            rows["grpo_sim"][task] = cell(res.matrix(task, f"grpo_sim_P{cfg.budget}", t_key, seeds, partial))
             for row in TRAINED:
-                rows[row][task] = cell(res.matrix(task, row, t_key, seeds))
+                rows[row][task] = cell(res.matrix(task, row, t_key, seeds, partial))
         for cells in rows.values():
             cells["overall"] = overall([cells.get(t) for t in cfg.tasks])
         into.update(rows)
@@ -148,20 +166,23 @@ def summarize(lines: list[dict[str, Any]], cfg: Any) -> dict[str, Any]:
     for row in TRAINED:
         mats: list[np.ndarray] = []
         for task in cfg.tasks:
-            m, b = res.matrix(task, row, deploy, seeds), res.base(task, deploy)
-            flags = [res.promoted(task, row, s) for s in seeds]
-            if m is None or b is None or any(f is None for f in flags):
+            done = res.seeds_done(task, row, deploy, seeds) if partial else seeds
+            m, b = res.matrix(task, row, deploy, done), res.base(task, deploy)
+            flags = [res.promoted(task, row, s) for s in done]
+            if not done or m is None or b is None or any(f is None for f in flags):
                 mats = []
                 break
-            mats.append(np.stack([m[i] if flags[i] else b for i in range(len(seeds))]))
-            out["promoted"].setdefault(row, {})[task] = sum(bool(f) for f in flags)
+            mats.append(np.stack([m[i] if flags[i] else b for i in range(len(done))]))
+            out["promoted"].setdefault(row, {})[task] = (sum(bool(f) for f in flags), len(done))
         if mats:
             per_task = {t: cell(mat) for t, mat in zip(cfg.tasks, mats, strict=True)}
             per_task["overall"] = overall(list(per_task.values()))
             out["flywheel"][row] = per_task
     # sample efficiency: overall success at the deployment temperature per real budget
     for budget in cfg.sim_budgets:
-        out["curve"][budget] = overall([cell(res.matrix(t, f"grpo_sim_P{budget}", deploy, seeds)) for t in cfg.tasks])
+        out["curve"][budget] = overall(
+            [cell(res.matrix(t, f"grpo_sim_P{budget}", deploy, seeds, partial)) for t in cfg.tasks]
+        )
     return out
 
 
@@ -184,14 +205,20 @@ def matches_line(summary: dict[str, Any], budgets: tuple[int, ...], p: int) -> s
     )
 
 
-def write_report(lines: list[dict[str, Any]], cfg: Any, out: Path) -> Path:
+def write_report(lines: list[dict[str, Any]], cfg: Any, out: Path, partial: bool = False) -> Path:
     """report.md (tables, paired tests, the flywheel row, diagnostics, stage times), success.png and
-    sample_efficiency.png."""
-    s = summarize(lines, cfg)
+    sample_efficiency.png. ``partial``: the report of a run still going (cells over the seeds done so far)."""
+    out.mkdir(parents=True, exist_ok=True)
+    s = summarize(lines, cfg, partial)
     cols = [*cfg.tasks, "overall"]
     md = [
         "# WMPO's table on the simulated arm, judged as the robot runs",
         "",
+        *(
+            ["**Partial**: the run is still going; a cell marked (k/n seeds) has k of its n seeds so far.", ""]
+            if partial
+            else []
+        ),
         f"P = {cfg.budget} real episodes of the base; recipe `{cfg.recipe}`"
         + (f" with {cfg.recipe_overrides}" if cfg.recipe_overrides else "")
         + f"; seeds {list(cfg.seeds)}; {cfg.eval_episodes} seeded evaluation scenes per task, shared by every row. "
@@ -211,10 +238,12 @@ def write_report(lines: list[dict[str, Any]], cfg: Any, out: Path) -> Path:
         "wmpo_kir": cfg.budget,
         "wmpo_kir_coevo": cfg.budget + cfg.coevo_extra,
     }
+    n_seeds = len(cfg.seeds)
     for row, label in LABELS.items():
         cells = s["rows"][row]
+        k = 0 if row.startswith("base") else n_seeds
         md.append(
-            f"| {label} | {real[row]} | " + " | ".join(cells[c].text() if cells.get(c) else "–" for c in cols) + " |"
+            f"| {label} | {real[row]} | " + " | ".join(cells[c].text(k) if cells.get(c) else "–" for c in cols) + " |"
         )
     md += [
         "",
@@ -242,7 +271,8 @@ def write_report(lines: list[dict[str, Any]], cfg: Any, out: Path) -> Path:
     for row in ("base_deployed", "grpo_sim", *TRAINED):
         cells = s["sampling_rows"][row]
         label = "Base" if row == "base_deployed" else LABELS[row]
-        md.append(f"| {label} | " + " | ".join(cells[c].text() if cells.get(c) else "–" for c in cols) + " |")
+        k = 0 if row.startswith("base") else n_seeds
+        md.append(f"| {label} | " + " | ".join(cells[c].text(k) if cells.get(c) else "–" for c in cols) + " |")
     md += [
         "",
         "## The flywheel: what the robot runs after one cycle",
@@ -254,10 +284,10 @@ def write_report(lines: list[dict[str, Any]], cfg: Any, out: Path) -> Path:
         "|---|---|" + "---|" * len(cols) + "---|",
     ]
     for row, cells in s["flywheel"].items():
-        promoted = ", ".join(f"{t}: {n}/{len(cfg.seeds)}" for t, n in s["promoted"].get(row, {}).items())
+        promoted = ", ".join(f"{t}: {k}/{n}" for t, (k, n) in s["promoted"].get(row, {}).items())
         md.append(
             f"| {LABELS[row]} | {promoted} | "
-            + " | ".join(cells[c].text() if cells.get(c) else "–" for c in cols)
+            + " | ".join(cells[c].text(n_seeds) if cells.get(c) else "–" for c in cols)
             + f" | {paired(cells.get('overall'), s['rows']['base_deployed'].get('overall'))} |"
         )
     md += [

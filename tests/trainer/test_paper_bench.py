@@ -73,7 +73,7 @@ def test_report_from_lines(tmp_path: Path) -> None:
     assert s["rows"]["base_best"][task].mean == pytest.approx(np.mean([c == "1" for c in lines[3]["outcomes"]]))
     wmpo = s["rows"]["wmpo"][task]
     assert wmpo.seeds == 3 and wmpo.low < wmpo.mean < wmpo.high
-    assert s["promoted"]["wmpo"][task] == 1
+    assert s["promoted"]["wmpo"][task] == (1, 3)
     flywheel = s["flywheel"]["wmpo"][task]  # seed 0's candidate, the base (as deployed) for seeds 1 and 2
     base0 = np.array([c == "1" for c in lines[0 + 1]["outcomes"]], dtype=float)  # base, T=0, eval
     wm0 = np.array([c == "1" for c in lines[8]["outcomes"]], dtype=float)
@@ -82,6 +82,11 @@ def test_report_from_lines(tmp_path: Path) -> None:
     assert "T=0.5" in report and "Base, best temperature" in report and "matches simulator GRPO with 256" in report
     assert "p " in report and "The flywheel" in report
     assert (tmp_path / "success.png").stat().st_size > 1000 and (tmp_path / "sample_efficiency.png").is_file()
+    # a run still going: without seed 2 the full report leaves WMPO out, the partial one shows 2 of 3 seeds
+    early = [ln for ln in lines if "/seed2" not in ln["name"]]
+    assert summarize(early, cfg)["rows"]["wmpo"][task] is None
+    assert summarize(early, cfg, partial=True)["rows"]["wmpo"][task].seeds == 2
+    assert "(2/3 seeds)" in write_report(early, cfg, tmp_path / "partial", partial=True).read_text()
 
 
 def test_config_round_trips_through_json() -> None:
