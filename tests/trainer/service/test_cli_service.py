@@ -45,7 +45,7 @@ def test_a_bad_recipe_or_setting_is_one_line(embedded, episodes, policy_dir) -> 
     for args, named in (
         (["--recipe", "fastest"], "fastest"),
         (["--set", "iteration=3"], "iteration"),
-        (["--set", "grpo={\"learning_rate\": 1}"], "learning_rate"),
+        (["--set", 'grpo={"learning_rate": 1}'], "learning_rate"),
         (["--set", "iterations"], "KEY=VALUE"),
     ):
         out = invoke(embedded, "train", "cycle", "--inline", "--policy", str(policy_dir), *args)
