@@ -403,14 +403,16 @@ def judge(
     sim: SimJudge | None = None,
     updated: bool | None = None,
     progress: Callable[[str], None] | None = None,
+    sampling: bool = True,
 ) -> Verdict:
-    """Candidate against parent at the deployment temperature (decisive) and at the sampling temperature
-    (reported); see the module docstring for the rule."""
+    """Candidate against parent at the deployment temperature (decisive) and, with ``sampling``, at the sampling
+    temperature (reported only; the paper bench measures that on its evaluation scenes instead); see the module
+    docstring for the rule."""
     updated = weights_differ(candidate, parent) if updated is None else updated
     deploy_t, sampling_t = recipe.deploy_temperature, recipe.grpo.temperature
     deploy: list[Comparison] = []
-    sampling: list[Comparison] = []
-    for temperature, into in ((deploy_t, deploy), (sampling_t, sampling)):
+    at_sampling: list[Comparison] = []
+    for temperature, into in ((deploy_t, deploy), (sampling_t, at_sampling)):
         if starts:
             into.append(compare_imagined(candidate, parent, imagination, starts, temperature, recipe))
             if progress:
@@ -422,11 +424,12 @@ def judge(
             into.append(compare_sim(sim.outcomes(candidate, temperature), parent_out, temperature))
             if progress:
                 progress(into[-1].line())
-        if deploy_t == sampling_t:
-            sampling = list(deploy)
+        if deploy_t == sampling_t or not sampling:
             break
+    if deploy_t == sampling_t:
+        at_sampling = list(deploy)
     promote, reason = decide(updated, deploy, recipe.judge_alpha)
-    return Verdict(updated=updated, promote=promote, reason=reason, deploy=deploy, sampling=sampling)
+    return Verdict(updated=updated, promote=promote, reason=reason, deploy=deploy, sampling=at_sampling)
 
 
 def decide(updated: bool, deploy: Sequence[Comparison], alpha: float) -> tuple[bool, str]:

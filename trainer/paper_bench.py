@@ -438,7 +438,7 @@ def run_unit(ctx: TaskContext, seed: int, base_dir: Path, parent_validation: dic
                 history = improve(policy, imag, r, iterations=iterations)
             rl_history(rec, f"paper/{task}/{row}/seed{seed}", history)
             with ctx.timed(f"judge_{row}_seed{seed}"):
-                verdict = judge(policy, base, imag, starts, r, sim)
+                verdict = judge(policy, base, imag, starts, r, sim, sampling=False)  # T_s: on the eval scenes below
             rec.emit(
                 f"paper/{task}/{row}/seed{seed}/judge",
                 "promoted",
