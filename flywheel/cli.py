@@ -48,12 +48,15 @@ def demo(
         None, min=1, help="Episodes recorded after the candidate's hot swap [16]."
     ),
     quick: bool = typer.Option(False, help="Smallest sizes that run every stage (a smoke test, not a result)."),
+    fresh: bool = typer.Option(
+        False, "--fresh", help="Delete an earlier demo in --out (by default it is kept as <out>.previous)."
+    ),
 ) -> None:
     """The whole flywheel on one machine, embedded defaults (no Redis, PostgreSQL or GPU): demonstrations →
     base policy → deploy and record → world model, reward model, imagined GRPO → hot swap → before/after."""
     from dataclasses import replace
 
-    from flywheel.demo import DemoConfig, run_demo
+    from flywheel.demo import DemoConfig, NotADemoFolder, run_demo
 
     try:
         from sim.tasks import resolve_task
@@ -66,7 +69,10 @@ def demo(
     else:
         sizes: dict[str, Any] = {"demos": demos, "base_episodes": base_episodes, "after_episodes": after_episodes}
         config = replace(DemoConfig(out=out, task=task), **{k: v for k, v in sizes.items() if v is not None})
-    run_demo(config)
+    try:
+        run_demo(config, keep_previous=not fresh)
+    except NotADemoFolder as e:
+        raise typer.BadParameter(str(e), param_hint="--out") from None
 
 
 def main() -> None:

@@ -62,12 +62,41 @@ class DemoConfig:
         )  # fmt: skip
 
 
-def run_demo(config: DemoConfig) -> dict[str, Any]:
+MARKER = "demo.json"  # the settings of the demo that made a folder: a rerun knows the folder is a demo's
+
+
+class NotADemoFolder(ValueError):
+    """``--out`` names a folder that holds something other than an earlier demo."""
+
+
+def _clear_previous(out: Path, keep: bool) -> None:
+    """A rerun starts clean: an earlier demo's folder is moved to ``<out>.previous`` (``keep``) or deleted. A folder
+    that is not a demo's is never touched."""
+    import shutil
+
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not (out / MARKER).is_file() and not (out / "episodes").is_dir():
+        raise NotADemoFolder(f"{out} holds files that are not a demo's; choose another --out")
+    if keep:
+        previous = out.with_name(out.name + ".previous")
+        if previous.exists():
+            shutil.rmtree(previous)
+        out.rename(previous)
+        console.print(f"an earlier demo was in {out}: moved to {previous}; this run starts clean")
+    else:
+        shutil.rmtree(out)
+        console.print(f"an earlier demo was in {out}: deleted (--fresh); this run starts clean")
+
+
+def run_demo(config: DemoConfig, keep_previous: bool = True) -> dict[str, Any]:
     from serving.embedded import EmbeddedServer
     from serving.settings import Settings
 
     out = config.out.resolve()
+    _clear_previous(out, keep=keep_previous)
     out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text(json.dumps({k: str(v) for k, v in asdict(config).items()}, indent=1))
     store_dir = out / "episodes"
     started = time.monotonic()
     console.rule(f"[bold]vla-flywheel demo[/bold] · task {config.task} · output in {out}")

@@ -8,7 +8,6 @@ REST API (``--server``, ``--token`` or ``FLYWHEEL_SERVER``/``FLYWHEEL_TOKEN``).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ app.add_typer(token_app, name="token")
 console = Console()
 err = Console(stderr=True)
 
-ServerOpt = typer.Option(os.environ.get("FLYWHEEL_SERVER", "http://127.0.0.1:8000"), "--server", help="Server URL.")
+ServerOpt = typer.Option("http://127.0.0.1:8000", "--server", envvar="FLYWHEEL_SERVER", help="Server URL.")
 TokenOpt = typer.Option(None, "--token", envvar="FLYWHEEL_TOKEN", help="API token (admin for changes).")
 DbOpt = typer.Option(None, "--db", help="Registry database URL (default: SQLite under FLYWHEEL_DATA_DIR).")
 ArtifactsOpt = typer.Option(None, "--artifacts", help="Artifact folder (default: under FLYWHEEL_DATA_DIR).")
@@ -88,6 +87,7 @@ def token_create(
     finally:
         registry.close()
     print(token)
+    err.print(f"to use it here: export FLYWHEEL_TOKEN={token}", highlight=False, soft_wrap=True)
 
 
 @token_app.command("list")
@@ -238,7 +238,33 @@ def rollback(
 
 
 @app.command()
-def status(server: str = ServerOpt, token: str | None = TokenOpt) -> None:
+def status(
+    server: str = ServerOpt,
+    token: str | None = TokenOpt,
+    as_json: bool = typer.Option(False, "--json", help="The server's answer as JSON (for scripts)."),
+) -> None:
     """Robots with their running and desired versions."""
+    from rich.table import Table
+
     out = _call(server, token, "GET", "/robots")
-    console.print_json(json.dumps(out, default=str))
+    if as_json:
+        print(json.dumps(out, default=str))
+        return
+    if not out:
+        console.print("no robot has connected yet (start one: flywheel robot run --server ...)")
+        return
+    table = Table(title=f"robots at {server}")
+    for col in ("robot", "running", "desired", "last seen", "state", "last episode"):
+        table.add_column(col)
+    for r in out:
+        moving = r.get("desired_version") not in (None, r.get("running_version"))
+        state = "stale" if r.get("stale") else ("swapping" if moving else "ok")
+        table.add_row(
+            r["robot_id"],
+            r.get("running_version") or "-",
+            r.get("desired_version") or "-",
+            str(r.get("last_seen") or "never")[:19].replace("T", " "),
+            state,
+            r.get("last_episode_id") or "-",
+        )
+    console.print(table)

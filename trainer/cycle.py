@@ -1,13 +1,14 @@
 """One flywheel cycle, step by step: the only implementation, called by everything that runs or measures one.
 
-    episodes  = episodes_of(store, ids, camera)                     # the snapshot
-    wm        = fit_world_model_step(recipe, episodes, out / "wm")   # WMPO §3.2 (fine-tuned with init=)
+    episodes  = episodes_of(store, ids, camera)                          # the snapshot
+    wm        = fit_world_model_step(recipe, episodes, out / "wm")        # WMPO §3.2 (fine-tuned with init=)
     rm        = fit_reward_model_step(recipe, episodes, wm, out / "rm")   # WMPO §3.3, also on wm's replays
-    split     = judge_split(ids, recipe)                            # first frames held out of GRPO
-    imag      = imagination_for(store, task, wm, rm, recipe, horizon, camera, exclude=split.held_out)
-    history   = improve(policy, imag, recipe)                       # imagined GRPO (WMPO, + KIR), in place
-    verdict   = judge(policy, parent, held_out_starts, imag, recipe, sim=...)   # at the deployment temperature
-    verdict.promote, verdict.reason                                 # register as `candidate`, or "no improvement"
+    split     = judge_split(ids, recipe)                                 # first frames held out of GRPO
+    imag      = imagination_for(store, task, wm, rm, recipe, horizon, camera, split.train)
+    history   = improve(policy, imag, recipe)                            # imagined GRPO (WMPO, + KIR), in place
+    starts    = held_out_starts(store, task, split, horizon, wm, camera)
+    verdict   = judge(policy, parent, imag, starts, recipe, sim=SimJudge(task, scenes))  # at the deployment T
+    verdict.promote, verdict.reason                                      # register as `candidate`, or not
 
 Callers: the Celery stages (``trainer/service/stages.py``: one step per stage, checkpointed), ``flywheel train
 cycle --inline`` and ``flywheel demo`` (the same stages in one process), ``flywheel bench paper`` and ``flywheel

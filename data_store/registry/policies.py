@@ -116,8 +116,9 @@ def list_aliases(s: Session, scope: str | None = None) -> list[Alias]:
 
 
 def set_alias(s: Session, scope: str, name: str, version: str, *, by: str, why: str = "") -> Alias:
-    """Point ``scope``/``name`` at ``version`` (which must exist); the old target becomes ``previous``."""
-    get_policy(s, version)
+    """Point ``scope``/``name`` at ``version`` (a version, or a fleet alias naming one); the old target becomes
+    ``previous``."""
+    version = resolve(s, version).version
     row = get_alias(s, scope, name)
     if row is None:
         # A robot's first own alias: what it followed until now (the fleet's) is its previous version.

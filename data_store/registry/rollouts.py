@@ -261,12 +261,18 @@ def start_rollout(
 ) -> Rollout:
     """Roll ``version`` out to ``robots`` (None: every registered robot, and the fleet alias, so robots
     that join later run it too). ``canary`` > 0 moves only that many robots first; the others keep the
-    version they run, which the canary is compared with (see the module's docstring)."""
-    policies.get_policy(s, version)
+    version they run, which the canary is compared with (see the module's docstring). ``version`` may be a fleet
+    alias (``candidate``): the rollout names the version it points at now."""
+    version = policies.resolve(s, version).version
     fleet_wide = robots is None
     targets = [r.robot_id for r in fleet.list_robots(s)] if robots is None else list(dict.fromkeys(robots))
     for robot_id in targets:
         fleet.get_robot(s, robot_id)
+    if canary > 0 and not targets:
+        raise Invalid(
+            "canary: no robot has connected yet, so none can be a canary; start the robots first "
+            "(`flywheel robot run --server ...`), or roll out without a canary (robots that join later run it)"
+        )
     if canary < 0 or canary > len(targets):
         raise Invalid(f"canary: expected 0..{len(targets)} robots, got {canary}")
     previous = {r: policies.desired_version(s, r) for r in targets}
@@ -401,7 +407,7 @@ def rollback(s: Session, robots: list[str] | None = None, *, to: str | None = No
     has its own ``production`` alias, and the fleet alias. Returns ``{scope: version}`` and what was
     skipped (a scope with no previous version) with the reason."""
     if to is not None:
-        policies.get_policy(s, to)
+        to = policies.resolve(s, to).version
     if robots is None:
         scopes = list(s.scalars(sa.select(Alias.scope).where(Alias.name == PRODUCTION)))
     else:

@@ -76,10 +76,11 @@ def get_policy(
 
 @router.get("/policies/{version}/download", response_class=FileResponse)
 def download_policy(registry: RegistryDep, _: Viewer, version: str) -> FileResponse:
-    """The artifact as a flat ``.tar.gz``; ``X-Artifact-Sha256`` is the sha256 of its ``manifest.json``."""
+    """The artifact as a flat ``.tar.gz`` (``version`` may be a fleet alias); ``X-Artifact-Sha256`` is the sha256
+    of its ``manifest.json``, ``X-Policy-Version`` the version."""
     with registry.session() as s:
-        row = policies.get_policy(s, version)
-        digest = row.sha256
+        row = policies.resolve(s, version)
+        digest, version = row.sha256, row.version
     try:
         path = registry.artifacts.tarball(digest)
     except ArtifactError as e:  # registered, but its files are gone from the artifact store

@@ -250,6 +250,8 @@ def test_canary_is_judged_against_the_fleet_over_the_same_window(reg: Registry, 
 def test_a_canary_needs_robots_to_compare_with(reg: Registry, tmp_path: Path) -> None:
     v1, v2 = register(reg, make_artifact(tmp_path / "a", 1)), register(reg, make_artifact(tmp_path / "b", 2))
     with reg.session() as s:
+        with pytest.raises(Invalid, match=r"no robot has connected yet.*start the robots first"):
+            rollouts.start_rollout(s, v2, None, canary=1, by="carol")
         for r in ("r1", "r2"):
             fleet.register_robot(s, r, SPEC, by=r)
         with pytest.raises(Invalid, match="run no other version"):  # nothing is in production yet

@@ -15,8 +15,11 @@ from flywheel.cli import app
 @pytest.mark.slow
 def test_quick_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     out = tmp_path / "demo"
+    (out / "episodes").mkdir(parents=True)  # an earlier demo's folder (other settings): a rerun starts clean
+    (out / "demo.json").write_text('{"demos": "10"}')
     result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out)])
     assert result.exit_code == 0, result.output
+    assert "moved to" in result.output and (tmp_path / "demo.previous" / "demo.json").is_file()
 
     report = json.loads((out / "report.json").read_text())
     base = report["robot"]["base"]
@@ -52,3 +55,26 @@ def test_unknown_task_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "--task", "make-coffee-please", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "make-coffee-please" in result.output and "Traceback" not in result.output
+
+
+def test_a_rerun_keeps_or_deletes_the_earlier_demo(tmp_path: Path) -> None:
+    from flywheel.demo import MARKER, _clear_previous
+
+    out = tmp_path / "demo"
+    (out / "episodes").mkdir(parents=True)
+    (out / MARKER).write_text("{}")
+    _clear_previous(out, keep=True)
+    assert not out.exists() and (tmp_path / "demo.previous" / MARKER).is_file()
+    (out / "episodes").mkdir(parents=True)
+    _clear_previous(out, keep=True)  # a second rerun replaces the older copy
+    assert (tmp_path / "demo.previous" / "episodes").is_dir() and not (tmp_path / "demo.previous" / MARKER).exists()
+    (out / "episodes").mkdir(parents=True)
+    _clear_previous(out, keep=False)
+    assert not out.exists()
+
+
+def test_an_out_folder_that_is_not_a_demo_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "thesis.tex").write_text("keep me")
+    result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "not a demo" in result.output and "Traceback" not in result.output
+    assert (tmp_path / "thesis.tex").read_text() == "keep me"

@@ -3,6 +3,7 @@ of a real server. Errors are one red line and exit code 1, never a traceback."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +20,7 @@ def test_token_create_list_revoke(tmp_path: Path) -> None:
     made = runner.invoke(app, ["serve", "token", "create", "--role", "operator", "--name", "arm-7", "--db", db])
     assert made.exit_code == 0, made.output
     token = made.stdout.strip().splitlines()[-1]
-    assert token.startswith("fw_")
+    assert token.startswith("fw_") and f"export FLYWHEEL_TOKEN={token}" in made.stderr
     registry = Registry(db, tmp_path / "artifacts")
     with registry.session() as s:
         row = tokens.authenticate(s, token)
@@ -52,6 +53,21 @@ def test_register_rollout_rollback_through_the_cli(server: Server, artifacts: di
     assert out.exit_code == 0 and f"robot:cli-arm → {v3}" in out.output
     with server.client(server.viewer) as viewer:
         assert viewer.get("/robots/cli-arm/desired").json()["version"] == v3
+    # an alias is a version everywhere a version is taken: rollout, alias targets and the download
+    with server.client(server.admin) as admin:
+        assert admin.put("/aliases/fleet/candidate", json={"version": v4}).status_code == 200
+        assert admin.put("/aliases/fleet/staging", json={"version": "candidate"}).json()["version"] == v4
+        got = admin.get("/policies/candidate/download")
+        assert got.status_code == 200 and got.headers["X-Policy-Version"] == v4
+    out = runner.invoke(app, ["serve", "rollout", "candidate", "--robots", "cli-arm", *common])
+    assert out.exit_code == 0, out.output
+    with server.client(server.viewer) as viewer:
+        assert viewer.get("/robots/cli-arm/desired").json()["version"] == v4
+    env = {"FLYWHEEL_SERVER": server.url, "FLYWHEEL_TOKEN": server.admin}
+    out = runner.invoke(app, ["serve", "status"], env=env)  # a table a person reads; --json for scripts
+    assert out.exit_code == 0 and "cli-arm" in out.output and v4 in out.output and "{" not in out.output
+    listed = json.loads(runner.invoke(app, ["serve", "status", "--json", *common]).stdout)
+    assert {r["robot_id"]: r["desired_version"] for r in listed}["cli-arm"] == v4
     out = runner.invoke(app, ["serve", "rollout", "vla-nope", "--robots", "cli-arm", *common])
     assert out.exit_code == 1 and "404" in out.output and "Traceback" not in out.output
     out = runner.invoke(app, ["serve", "rollback", "--server", server.url, "--token", server.viewer])
@@ -104,3 +120,8 @@ def test_embedded_server_for_one_machine_use(tmp_path: Path) -> None:
         assert httpx.get(server.url + "/healthz").json() == {"status": "ok"}
         assert httpx.get(server.url + "/whoami").json() == {"name": "anonymous", "role": "admin"}
     assert (tmp_path / "registry" / "registry.db").is_file()
+
+
+def test_the_server_url_comes_from_the_environment_and_the_help_says_so() -> None:
+    shown = CliRunner().invoke(app, ["serve", "register", "--help"], terminal_width=200)
+    assert "FLYWHEEL_SERVER" in shown.output and "FLYWHEEL_TOKEN" in shown.output
