@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from data_store.progress import progress_bar
+
 app = typer.Typer(no_args_is_help=True, help="Run the robot agent: episodes with a policy, recorded.")
 console = Console()
 
@@ -165,7 +167,7 @@ def run(
     in_main_thread = threading.current_thread() is threading.main_thread()  # only there can signals be caught
     previous_handler = signal.signal(signal.SIGINT, on_sigint) if in_main_thread else None
     results: list[tuple[int, EpisodeResult]] = []
-    progress = Progress(
+    progress = progress_bar(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -181,7 +183,9 @@ def run(
         mode = (LabelMode.sim if can_tell else LabelMode.ask) if label is LabelMode.auto else label
         with progress:
             episodes_bar = progress.add_task("episodes", total=episodes, note="")
-            steps_bar = progress.add_task("step", total=max_steps or getattr(robot, "max_steps", None), note="")
+            steps_bar = progress.add_task(  # a log (not a terminal) gets the episodes' lines, not every step's
+                "step", total=max_steps or getattr(robot, "max_steps", None), note="", visible=console.is_terminal
+            )
             live = _LiveSteps(progress, steps_bar)
             for i in range(episodes):
                 episode_seed = seed + i

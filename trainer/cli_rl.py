@@ -51,9 +51,8 @@ def register(train: typer.Typer, bench: typer.Typer) -> None:
         if not store.exists():
             raise typer.BadParameter(f"--store {store}: no such folder")
 
-        from rich.progress import Progress
-
         from data_store.episodes import EpisodeStore
+        from data_store.progress import progress_bar
         from sim.tasks import resolve_task
         from trainer.coevolution import WMPOConfig, build_imagination, load_models, wmpo
         from vla.artifact import load_artifact, save_artifact
@@ -75,7 +74,7 @@ def register(train: typer.Typer, bench: typer.Typer) -> None:
         except ValueError as e:
             console.print(f"[red]{e}[/red]")
             raise typer.Exit(1) from e
-        with Progress(console=console) as bar:
+        with progress_bar(console=console) as bar:
             job = bar.add_task("GRPO in imagination", total=iterations)
 
             def report(it: int, stats: dict[str, float]) -> None:

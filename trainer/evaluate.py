@@ -158,8 +158,9 @@ def evaluate_policy(
     """
     import sys
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
+    from data_store.progress import progress_bar
     from robot_agent.robots.base import make_robot
     from sim.tasks import resolve_task
 
@@ -177,7 +178,7 @@ def evaluate_policy(
             TextColumn("{task.fields[note]}"),
             TimeElapsedColumn(),
         )
-        with Progress(*columns, disable=not show, transient=True) as bar:
+        with progress_bar(*columns, disable=not show, transient=True) as bar:
             job = bar.add_task("eval", total=episodes, note=task)
             results = run_seeded_episodes(
                 robot,

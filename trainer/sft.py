@@ -207,17 +207,19 @@ def train_sft(
 
     policy.train()
     t0, seen = time.perf_counter(), 0
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    from data_store.progress import progress_bar
 
     columns = (
         TextColumn("SFT"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("{task.fields[loss]}"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, disable=not progress, transient=False) as bar:
-        job = bar.add_task("sft", total=cfg.steps, completed=start, loss="…")
+    with progress_bar(*columns, disable=not progress) as bar:
+        job = bar.add_task("SFT", total=cfg.steps, completed=start, loss="loss …")
         for step in range(start, cfg.steps):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, cfg)
@@ -228,7 +230,7 @@ def train_sft(
             optimizer.step()
             losses.append(loss.item())
             seen += cfg.batch_size
-            bar.update(job, advance=1, loss=f"{losses[-1]:.3f} acc {accuracy:.2f}")
+            bar.update(job, advance=1, loss=f"loss {losses[-1]:.3f} acc {accuracy:.2f}")
             done = step + 1
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 _save_checkpoint(ckpt, policy, optimizer, done, losses, cfg, data.snapshot, run_id)
