@@ -60,6 +60,21 @@ def update_run(
     return row
 
 
+def mirror_run(
+    s: Session, external_id: str, *, params: dict[str, Any], by: str, create: bool, **fields: Any
+) -> TrainingRun | None:
+    """The row of the trainer's run ``external_id``, updated with ``fields`` (as :func:`update_run`); created when
+    there is none and ``create`` (a cycle started outside the control plane: the CLI, the nightly beat, the demo).
+    None when there is none and not ``create`` (the control plane names its own rows once the trainer answers)."""
+    row = s.scalar(sa.select(TrainingRun).where(TrainingRun.external_id == external_id))
+    if row is None:
+        if not create:
+            return None
+        row = request_run(s, params, by=by)
+        row.external_id = external_id
+    return update_run(s, row.id, **fields)
+
+
 def get_run(s: Session, run_id: int) -> TrainingRun:
     row = s.get(TrainingRun, run_id)
     if row is None:

@@ -22,7 +22,6 @@ from serving.schemas import RunIn, RunOut, RunUpdate
 
 router = APIRouter(tags=["training runs"])
 log = logging.getLogger("serving.runs")
-_STATES = {"queued": "requested", "running": "running", "succeeded": "succeeded", "failed": "failed"}
 
 
 def submit_to_trainer(params: dict[str, Any]) -> str:
@@ -54,26 +53,10 @@ def refresh(registry: RegistryDep, row: TrainingRun) -> TrainingRun:
         return row
     if status.get("state") == "queued":  # no worker has taken it yet: nothing to copy
         return row
-    stages = status.get("progress") or []
-    done = sum(1 for st in stages if st.get("state") == "done")
-    running = [st.get("stage") for st in stages if st.get("state") == "running"]
+    from trainer.service.progress import registry_fields
+
     with registry.session() as s:
-        return runs.update_run(
-            s,
-            row.id,
-            status=_STATES.get(str(status.get("state")), "running"),
-            stage=str(running[0]) if running else None,
-            progress=done / len(stages) if stages else 0.0,
-            reason=status.get("reason"),
-            result={
-                "candidate": status.get("candidate"),
-                "key": status.get("key"),
-                "outcome": status.get("outcome"),
-                "outcome_reason": status.get("outcome_reason"),
-            }
-            if status.get("outcome")
-            else None,
-        )
+        return runs.update_run(s, row.id, **registry_fields(status))
 
 
 @router.post(

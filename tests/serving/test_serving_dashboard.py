@@ -59,6 +59,16 @@ def fleet_server(
         run = op.post("/runs", json={"task": "drawer-close"}).json()
         run_id = run.get("id") or run["run"]["id"]
         op.patch(f"/runs/{run_id}", json={"status": "running", "stage": "world_model", "progress": 0.4})
+    # a cycle started with `flywheel train cycle` on the same data dir: the trainer mirrors it into the registry
+    from trainer.service.progress import create_run, update_run
+    from trainer.service.settings import ServiceSettings
+
+    trainer = ServiceSettings(
+        data_dir=srv.data_dir, registry_url=f"sqlite:///{srv.data_dir / 'registry' / 'registry.db'}"
+    )
+    create_run(trainer, "20261201-000000-c0ffee", {"task": "drawer-close"}, ["world_model"], "cli")
+    update_run(trainer, "20261201-000000-c0ffee", state="succeeded", outcome="no improvement",
+               outcome_reason="GRPO made no update")  # fmt: skip
     yield srv, v1, v2
     srv.stop()
 
@@ -95,7 +105,8 @@ def test_dashboard_shows_the_fleet_and_rolls_back_on_click(
             assert sorted(lines.nth(i).get_attribute("data-version") or "" for i in range(lines.count())) == sorted(
                 [v1, v2]
             )
-            assert "40%" in page.inner_text("#runs tbody")
+            runs = page.inner_text("#runs tbody")
+            assert "40%" in runs and "trainer (cli)" in runs and "no improvement: GRPO made no update" in runs
             with server.client(server.viewer) as viewer:
                 series = viewer.get("/stats/success-rate", params={"bucket_s": 60}).json()
             for version in (v1, v2):  # each point's 95% interval: a whisker per point and a band per version

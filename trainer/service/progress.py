@@ -9,12 +9,15 @@ Layout under ``runs/<run_id>/`` on the shared data dir (JSON, written atomically
   write the same file.
 
 The same progress goes to the result backend as Celery ``PROGRESS`` state (``tasks.py``); the files
-are what survives a broker restart and what ``run_status`` reads.
+are what survives a broker restart and what ``run_status`` reads. Every change of a run's or a stage's state is
+also mirrored into the registry's training-run row (:func:`mirror`), so the control plane's ``/runs`` and the
+dashboard show every cycle however it was started (CLI, nightly beat, demo, REST).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import socket
@@ -28,6 +31,7 @@ from typing import Any
 from trainer.service.locks import file_lock
 from trainer.service.settings import ServiceSettings, load_settings
 
+log = logging.getLogger("trainer.service.progress")
 RUN_STATES = ("queued", "running", "succeeded", "failed")
 STAGE_STATES = ("pending", "running", "done", "failed")
 
@@ -105,7 +109,8 @@ def update_run(
                 fields.pop("state", None)
         record.update(fields)
         write_json(d / "run.json", record)
-        return record
+    mirror(settings, run_id)
+    return record
 
 
 def update_stage(settings: ServiceSettings, run_id: str, stage: str, **fields: Any) -> dict[str, Any]:
@@ -113,7 +118,65 @@ def update_stage(settings: ServiceSettings, run_id: str, stage: str, **fields: A
     record: dict[str, Any] = read_json(path) if path.is_file() else {"stage": stage, "state": "pending"}
     record.update(fields, updated_at=time.time())
     write_json(path, record)
+    if "state" in fields:  # a stage started, finished or failed (not every step's progress)
+        mirror(settings, run_id)
     return record
+
+
+REGISTRY_STATES = {"queued": "requested", "running": "running", "succeeded": "succeeded", "failed": "failed"}
+
+
+def registry_fields(status: Mapping[str, Any]) -> dict[str, Any]:
+    """``run_status``'s record as the registry's training-run row: state, the running stage, the share of stages
+    done, the reason, and the result once the cycle has one."""
+    stages = status.get("progress") or []
+    done = sum(1 for st in stages if st.get("state") == "done")
+    running = [st.get("stage") for st in stages if st.get("state") == "running"]
+    outcome = status.get("outcome")
+    return {
+        "status": REGISTRY_STATES.get(str(status.get("state")), "running"),
+        "stage": str(running[0]) if running else None,
+        "progress": done / len(stages) if stages else 0.0,
+        "reason": status.get("reason"),
+        "result": {
+            "candidate": status.get("candidate"),
+            "key": status.get("key"),
+            "outcome": outcome,
+            "outcome_reason": status.get("outcome_reason"),
+        }
+        if outcome
+        else None,
+    }
+
+
+_registries: dict[tuple[str, str], Any] = {}
+
+
+def mirror(settings: ServiceSettings, run_id: str) -> None:
+    """Write the run's state into the registry (best effort: a registry that cannot be reached is logged and the
+    cycle goes on). A run started by the control plane (trigger ``serve``) already has its row, which the server
+    names once the trainer answers; any other gets one here."""
+    try:
+        from data_store.registry import Registry
+        from data_store.registry.runs import mirror_run
+
+        status = run_status(run_id, settings)
+        key = (settings.registry_db, str(settings.registry_artifacts_dir))
+        registry = _registries.get(key)
+        if registry is None:
+            registry = _registries[key] = Registry(*key)
+        trigger = str(status.get("trigger") or "cli")
+        with registry.session() as s:
+            mirror_run(
+                s,
+                run_id,
+                params={**(status.get("config") or {}), "trigger": trigger},
+                by=f"trainer ({trigger})",
+                create=trigger != "serve",
+                **registry_fields(status),
+            )
+    except Exception as e:  # the run's files are the record; the registry's row is a view of it
+        log.warning("run %s: not mirrored into the registry: %s", run_id, e)
 
 
 @dataclass

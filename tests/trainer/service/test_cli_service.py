@@ -28,6 +28,17 @@ def test_an_inline_cycle_prints_its_stages_and_candidate(embedded, episodes, pol
     ]  # fmt: skip
     listed = invoke(embedded, "train", "status")
     assert run_id in listed.output
+    # the control plane on the same data dir lists it, with its outcome: every cycle shows in /runs and the dashboard
+    import httpx
+
+    from serving.embedded import EmbeddedServer
+    from serving.settings import Settings
+
+    with EmbeddedServer(Settings(data_dir=embedded.root, auth=False)) as server:
+        runs = httpx.get(f"{server.url}/runs").json()
+    mine = [r for r in runs if r["external_id"] == run_id]
+    assert len(mine) == 1 and mine[0]["status"] == "succeeded" and mine[0]["progress"] == 1.0, runs
+    assert mine[0]["result"]["outcome"] == "promoted" and mine[0]["requested_by"] == "trainer (inline)"
 
 
 def test_an_empty_dataset_is_one_red_line_and_exit_1(embedded, policy_dir) -> None:
