@@ -150,12 +150,23 @@ def wmpo(
     cfg: WMPOConfig,
     on_iteration: Callable[[int, dict[str, float]], None] | None = None,
     iterations: int | None = None,
+    on_draw: Callable[[int, int, dict[str, Any]], None] | None = None,
 ) -> list[dict[str, float]]:
-    """One RL stage in imagination: ``iterations`` GRPO updates on imagined, filtered groups."""
+    """One RL stage in imagination: ``iterations`` GRPO updates on imagined, filtered groups. ``on_draw(iteration,
+    draws so far in it, the draw's figures)`` follows the work inside an iteration (a draw imagines a batch of
+    groups; dynamic sampling may draw several before an update)."""
     log: list[dict[str, Any]] = []
     optimizer = make_optimizer(policy, cfg.grpo)
     history: list[dict[str, float]] = []
-    draw = imagination.draw(policy, cfg, log)
+    inner = imagination.draw(policy, cfg, log)
+    it = 0
+
+    def draw(n_groups: int) -> Any:
+        rollouts = inner(n_groups)
+        if on_draw is not None:
+            on_draw(it, len(log), log[-1])
+        return rollouts
+
     for it in range(cfg.iterations if iterations is None else iterations):
         log.clear()
         stats = train_grpo(policy, draw, cfg.grpo, 1, None, optimizer)[0]

@@ -225,6 +225,7 @@ def improve(
     on_iteration: Callable[[int, dict[str, float]], None] | None = None,
     iterations: int | None = None,
     first_iteration: int = 0,
+    on_draw: Callable[[int, int, dict[str, Any]], None] | None = None,
 ) -> list[dict[str, float]]:
     """Imagined GRPO on ``policy``, in place: ``iterations`` (default: the recipe's) updates. The policy's sampling
     and the starts drawn are seeded by (seed, first iteration), so the same recipe on the same episodes gives the
@@ -232,7 +233,7 @@ def improve(
     iteration it resumes from (and restarts the optimizer's moments: ``wmpo`` makes a fresh AdamW)."""
     torch.manual_seed(recipe.seed * 100_003 + first_iteration)
     imagination.sampler.reseed(recipe.seed * 100_003 + first_iteration)  # whatever drew from it before
-    return wmpo(policy, imagination, wmpo_config(recipe), on_iteration, iterations=iterations)
+    return wmpo(policy, imagination, wmpo_config(recipe), on_iteration, iterations=iterations, on_draw=on_draw)
 
 
 def weights_differ(a: Any, b: Any) -> bool:

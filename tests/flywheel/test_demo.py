@@ -28,6 +28,7 @@ def test_quick_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     # on the simulated arm's validation scenes, with intervals and paired tests
     for stage in ("world_model.loss", "reward_model.threshold", "evaluate.imagined_success", "evaluate.sim_success"):
         assert stage in report["cycle_metrics"], sorted(report["cycle_metrics"])
+    assert report["cycle_metrics"]["grpo.draws"] >= 1  # GRPO's progress inside its iterations: each imagined batch
     assert report["deploy_temperature"] == 0.0 and report["sampling_temperature"] > 0
     for where in ("sim", "imagined"):
         judged = report["judged"][where]

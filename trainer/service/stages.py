@@ -240,22 +240,31 @@ class ImaginedGRPOStage:
         except ValueError as e:
             raise StageError(f"grpo: {e}") from e
         last: dict[str, float] = {}
-        updates = 0
+        updates = drawn = 0  # GRPO updates made; batches of groups imagined (this run of the stage)
 
         def on_iteration(it: int, stats: dict[str, float]) -> None:
             nonlocal updates
             n = done + it + 1
             updates += int(stats.get("updated", 0.0))
             last.update(numbers(stats))
-            ctx.report(n, iterations, **{k: v for k, v in last.items() if k in _GRPO_SHOWN})
+            ctx.report(n, iterations, **{k: v for k, v in last.items() if k in _GRPO_SHOWN}, draws=drawn)
             if n % every == 0 and n < iterations:
                 save_artifact(policy, ckpt, parent_version=parent, overwrite=True)
                 state.write_text(json.dumps({"done": n}))
 
-        improve(policy, imagination, recipe, on_iteration, iterations=iterations - done, first_iteration=done)
+        def on_draw(it: int, draws: int, figures: dict[str, Any]) -> None:  # progress inside an iteration
+            nonlocal drawn
+            drawn += 1
+            shown = {k: v for k, v in last.items() if k in _GRPO_SHOWN}
+            ctx.report(done + it, iterations, **shown, draws=drawn, draw_success=figures["imagined_success"])
+
+        improve(
+            policy, imagination, recipe, on_iteration, iterations=iterations - done, first_iteration=done,
+            on_draw=on_draw,
+        )  # fmt: skip
         out = ctx.out_dir / "policy"
         metrics = {k: v for k, v in last.items() if k in _GRPO_SHOWN}
-        metrics.update(updates=float(updates), moved=float(weights_differ(policy, parent_policy)))
+        metrics.update(updates=float(updates), draws=float(drawn), moved=float(weights_differ(policy, parent_policy)))
         save_artifact(
             policy, out, parent_version=parent, training_run=training_run_tag(ctx.key),
             dataset_snapshot=ctx.snapshot.digest, metrics={f"grpo_{k}": v for k, v in metrics.items()}, overwrite=True,

@@ -124,4 +124,5 @@ def test_the_nightly_cycle_makes_real_updates(redis_settings, workers, tmp_path)
     grpo = status["results"]["grpo"]["metrics"]
     assert grpo["updates"] >= 1 and grpo["moved"] == 1.0, grpo  # at least one update changed the weights
     assert grpo["imagined_success"] > 0.0, grpo  # imagination sees successes
+    assert grpo["draws"] >= grpo["updates"], grpo  # its progress counted each imagined batch inside the iterations
     check_outcome(settings, status)
