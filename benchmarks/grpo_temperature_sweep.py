@@ -8,7 +8,7 @@ the sampling temperature, and the base at several temperatures. Prints JSON line
 
 A variant is ``NAME:KEY=VALUE,...`` (recipe overrides, ``grpo.X`` for GRPO settings); ``base`` evaluates the base at
 0, 0.5, 1.0 and 1.3. Every step is the cycle's own (``trainer/cycle.py``) with the ``default`` recipe and the given
-overrides; GRPO starts from every first frame of the task's episodes of robot ``base`` in the store.
+overrides; GRPO starts from every first frame of the task's episodes of robot ``--robot`` (``base``) in the store.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--policy", type=Path, required=True, help="The base policy artifact.")
     ap.add_argument("--task", default="drawer-close")
     ap.add_argument("--scenes", type=int, default=100)
+    ap.add_argument("--robot", default="base", help="Robot id of the episodes GRPO starts from (the demo's: sim-0).")
     ap.add_argument("variants", nargs="+")
     args = ap.parse_args()
 
@@ -91,7 +92,7 @@ def main() -> None:
                 evaluate(load_artifact(args.policy), "base", [0.0, 0.5, 1.0, 1.3], {})
                 continue
             r = recipe("default", **overrides)
-            ids = [i.episode_id for i in store.episodes(task=info.name, robot_id="base", status="complete")]
+            ids = [i.episode_id for i in store.episodes(task=info.name, robot_id=args.robot, status="complete")]
             imagination = imagination_for(store, info.name, wm, rm, r, info.max_steps, info.camera, ids)
             policy = load_artifact(args.policy)
             t0 = time.perf_counter()
