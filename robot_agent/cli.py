@@ -80,7 +80,8 @@ def run(
         0.0,
         "--temperature",
         min=0.0,
-        help="Policy sampling temperature: 0 (the default) takes the argmax; more explores (recorded per episode).",
+        help="Policy sampling temperature: 0 (the default) is deterministic (the median action bin); more explores "
+        "(recorded per episode).",
     ),
     buffer_s: float = typer.Option(
         1.0, "--buffer-s", min=0.0, help="Recorder buffer: a crash loses at most this much (0: publish every step)."

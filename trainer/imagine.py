@@ -61,7 +61,7 @@ class ImagineConfig:
     context_len: int = 5  # 1 reference frame + 4 memory frames (WoVR); WMPO's 4-frame queue is the same idea
     proprio: Literal["learned", "start"] = "learned"
     # the first ``deploy_members`` rollouts of each group act at ``deploy_temperature`` (what the robot runs: 0 is
-    # the argmax) instead of sampling; their log-probs are taken at ``temperature`` like the others' (see grpo.py)
+    # deterministic) instead of sampling; their log-probs are taken at ``temperature`` like the others' (see grpo.py)
     deploy_members: int = 0
     deploy_temperature: float = 0.0
 

@@ -10,9 +10,9 @@ Two temperatures, never confused:
 
 - ``grpo.temperature``: the *sampling* temperature of imagined rollouts, and of the log-probs in the loss
   (WMPO/WoVR: 1.6; see :data:`SAMPLING_TEMPERATURE` for ours).
-- ``deploy_temperature``: what the robot runs (``robot_agent/loop.py``: 0, the argmax, unless its operator sets
-  another). Every success figure that decides anything (promotion, the bench's table, the demo's report) is
-  measured at this temperature; the sampling temperature is a second column.
+- ``deploy_temperature``: what the robot runs (``robot_agent/loop.py``: 0, deterministic, the median bin of each
+  action token, unless its operator sets another). Every success figure that decides anything (promotion, the
+  bench's table, the demo's report) is measured at this temperature; the sampling temperature is a second column.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from typing import Any
 from trainer.grpo import PRESETS as GRPO_PRESETS
 from trainer.grpo import GRPOConfig
 
-# What a robot runs unless its operator says otherwise (robot_agent/loop.py, ``temperature=0.0``: the argmax).
+# What a robot runs unless its operator says otherwise (robot_agent/loop.py, ``temperature=0.0``: deterministic,
+# the median action bin, vla.model.median_tokens).
 DEPLOY_TEMPERATURE = 0.0
 
 # Sampling temperature of imagined GRPO. Both papers sample at 1.6 (PAPERS.md §1.4, §2.4) with a 7B OpenVLA-OFT

@@ -272,8 +272,8 @@ class VLAPolicy(nn.Module):
     ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
         """(actions float32 [B,K,A], token_ids int64 [B,K,A], logprob float32 [B]), without gradients.
 
-        ``temperature`` > 0 samples from softmax(logits / T); 0 takes the argmax, and its log-prob is
-        then reported at T=1.
+        ``temperature`` > 0 samples from softmax(logits / T); 0 takes the median bin of each token's distribution
+        (:func:`median_tokens`, deterministic), and its log-prob is then reported at T=1.
         """
         with torch.inference_mode():
             logits = self.logits(batch)
@@ -307,13 +307,25 @@ class VLAPolicy(nn.Module):
 
 
 def sample_tokens(logits: torch.Tensor, temperature: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Token ids [...] from logits [..., n_bins]: argmax at T=0, else Gumbel-max (exact softmax(logits/T) sampling)."""
+    """Token ids [...] from logits [..., n_bins]: at T=0 the deterministic :func:`median_tokens`, else Gumbel-max
+    (exact softmax(logits/T) sampling)."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if temperature == 0:
-        return logits.argmax(dim=-1)
+        return median_tokens(logits)
     u = torch.rand(logits.shape, generator=generator, device=logits.device).clamp_(1e-20, 1.0 - 1e-7)
     return (logits / temperature - torch.log(-torch.log(u))).argmax(dim=-1)
+
+
+def median_tokens(logits: torch.Tensor) -> torch.Tensor:
+    """The deterministic action: per action dimension, the median bin of softmax(logits), the first bin where the
+    cumulative probability reaches 1/2. Bins are ordered values of one continuous action, so the median is the
+    action with half the probability mass on either side. The argmax of a flat distribution (the small policy's x
+    token puts 8% on its mode) jumps by tens of bins when an update moves a little mass; the median moves with the
+    mass. Measured on drawer-close, 100 validation scenes: base 75% (argmax) vs 95% (median); a GRPO candidate 52%
+    vs 100% (docs/rl.md, "Which deterministic action")."""
+    cdf = torch.softmax(logits.float(), dim=-1).cumsum(dim=-1)
+    return (cdf < 0.5).sum(dim=-1).clamp_(max=logits.shape[-1] - 1)
 
 
 def token_log_prob(logits: torch.Tensor, token_ids: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -28,7 +28,7 @@ class Policy(Protocol):
     action_dim: int  # A
 
     def act(self, obs: Observation, temperature: float = 0.0) -> ActionChunk:
-        """One chunk for the robot; temperature 0 is deterministic (argmax)."""
+        """One chunk for the robot; temperature 0 is deterministic (the median bin of each action token)."""
         ...
 
     def reset(self) -> None:

@@ -65,14 +65,33 @@ def test_higher_temperature_gives_higher_entropy() -> None:
     assert spread[1] > spread[0]
 
 
-def test_temperature_zero_is_deterministic_argmax() -> None:
+def test_temperature_zero_is_the_deterministic_median_bin() -> None:
     policy = tiny_policy()
     batch = observations(3)
     a1, t1, lp = policy.sample(batch, 0.0)
     a2, _, _ = policy.sample(batch, 0.0)
     np.testing.assert_array_equal(a1, a2)
-    torch.testing.assert_close(t1, policy.logits(batch).argmax(-1))
+    cdf = torch.softmax(policy.logits(batch), -1).cumsum(-1)
+    below = torch.gather(cdf, -1, (t1 - 1).clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    at = torch.gather(cdf, -1, t1.unsqueeze(-1)).squeeze(-1)
+    assert bool((at >= 0.5).all()) and bool(((below < 0.5) | (t1 == 0)).all())  # the first bin reaching 1/2
     torch.testing.assert_close(lp, policy.log_prob(batch, t1, 1.0).detach())
+
+
+def test_the_median_is_robust_where_the_argmax_jumps() -> None:
+    from vla.model import median_tokens
+
+    # one flat action token over 256 ordered bins with a slight bump at bin 40 and most mass around bin 128: the
+    # argmax sits on the bump, the median with the mass; moving a little mass moves the argmax far, the median not
+    bins = torch.arange(256, dtype=torch.float32)
+    logits = -((bins - 128) ** 2) / (2 * 40.0**2)
+    bumped = logits.clone()
+    bumped[40] += 2.6
+    assert int(bumped.argmax()) == 40 and int(logits.argmax()) == 128
+    assert abs(int(median_tokens(bumped)) - int(median_tokens(logits))) <= 2
+    peaked = torch.full((256,), -10.0)
+    peaked[7] = 10.0
+    assert int(median_tokens(peaked)) == 7 == int(peaked.argmax())  # a confident token decodes as its mode
 
 
 def test_sampling_with_a_generator_is_reproducible() -> None:
