@@ -1,6 +1,7 @@
-"""Which deterministic action should a robot run? Policies on seeded scenes of the simulated arm, each decoded three
-ways at temperature 0: the argmax of every action token (what T = 0 was until 2026-12-01), the mean bin and the
-median bin (``vla.model.median_tokens``, what T = 0 is now). Prints JSON lines with every scene's outcome.
+"""Which deterministic action should a robot run? Policies on seeded scenes of the simulated arm, each decoded
+several ways at temperature 0: the argmax of every action token, the mean bin, the median bin and the smoothed mode
+(the argmax of the distribution convolved with a Gaussian of ``SMOOTH_SIGMA`` bins). Prints JSON lines with every
+scene's outcome.
 
     python benchmarks/deterministic_decoding.py --task drawer-close base=flywheel_data/demo/policies/base \\
         candidate=flywheel_data/demo/work/<key>/grpo/out/policy
@@ -17,7 +18,20 @@ import time
 import types
 from typing import Any
 
-DECODERS = ("argmax", "mean", "median")
+DECODERS = ("argmax", "mean", "median", "smooth")
+SMOOTH_SIGMA = 2.0  # bins: "smooth" is the argmax of each token's distribution convolved with this Gaussian
+
+
+def smoothed_mode(logits: Any, sigma: float = SMOOTH_SIGMA) -> Any:
+    """The bin with the most probability mass around it: argmax of softmax(logits) convolved with a Gaussian."""
+    import torch
+
+    half = int(3 * sigma)
+    kernel = torch.exp(-(torch.arange(-half, half + 1, dtype=torch.float32) ** 2) / (2 * sigma**2))
+    p = torch.softmax(logits.float(), dim=-1)
+    flat = p.reshape(-1, 1, p.shape[-1])
+    smooth = torch.nn.functional.conv1d(flat, (kernel / kernel.sum()).view(1, 1, -1), padding=half)
+    return smooth.reshape(p.shape).argmax(dim=-1)
 
 
 def decode_with(kind: str) -> Any:
@@ -35,6 +49,8 @@ def decode_with(kind: str) -> Any:
                 index = logits.argmax(-1).float()
             elif kind == "median":
                 index = median_tokens(logits).float()
+            elif kind == "smooth":
+                index = smoothed_mode(logits).float()
             else:
                 index = (torch.softmax(logits, -1) * torch.arange(n, dtype=torch.float32)).sum(-1)
             token_ids = index.round().long().clamp(0, n - 1)

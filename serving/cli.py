@@ -237,6 +237,13 @@ def rollback(
         console.print(f"[yellow]skipped {scope}: {why}[/yellow]")
 
 
+def table_width(table: Any) -> int:
+    """The width a table needs with none of its cells cut."""
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update(width=10_000), table).maximum
+
+
 @app.command()
 def status(
     server: str = ServerOpt,
@@ -255,7 +262,7 @@ def status(
         return
     table = Table(title=f"robots at {server}")
     for col in ("robot", "running", "desired", "last seen", "state", "last episode"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=True)  # ids and versions are copied from here: never cut or folded
     for r in out:
         moving = r.get("desired_version") not in (None, r.get("running_version"))
         state = "stale" if r.get("stale") else ("swapping" if moving else "ok")
@@ -267,4 +274,4 @@ def status(
             state,
             r.get("last_episode_id") or "-",
         )
-    console.print(table)
+    Console(width=max(console.width, table_width(table))).print(table)  # wider than the terminal rather than cut
