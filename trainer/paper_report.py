@@ -199,6 +199,11 @@ def matches_line(summary: dict[str, Any], budgets: tuple[int, ...], p: int) -> s
             f"measured, up to {max(curve)} ({100 * curve[max(curve)].mean:.1f}%)."
         )
     n = reached[0]
+    if n == min(curve) and curve[n].mean > wmpo.high:  # already the smallest budget does better than WMPO's interval
+        return (
+            f"WMPO with {p} real episodes ({100 * wmpo.mean:.1f}%) falls short of simulator GRPO at every budget "
+            f"measured, the smallest included: {n} ({100 * curve[n].mean:.1f}%)."
+        )
     return (
         f"WMPO with {p} real episodes ({100 * wmpo.mean:.1f}%) matches simulator GRPO with {n} "
         f"({100 * curve[n].mean:.1f}%)" + (", the smallest budget measured" if n == min(curve) else "") + "."

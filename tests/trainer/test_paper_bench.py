@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from trainer import paper_bench as pb
-from trainer.paper_report import summarize, write_report
+from trainer.paper_report import Cell, matches_line, summarize, write_report
 
 
 def outcome_line(task: str, row: str, seed: int | None, t: float, scenes: str, bits: np.ndarray) -> dict:
@@ -81,6 +81,9 @@ def test_report_from_lines(tmp_path: Path) -> None:
     report = write_report(lines, cfg, tmp_path).read_text()
     assert "T=0.5" in report and "Base, best temperature" in report and "matches simulator GRPO with 256" in report
     assert "p " in report and "The flywheel" in report
+    short = summarize(lines, cfg)
+    short["curve"] = {b: Cell(0.99, 0.97, 1.0, np.ones(4), 3) for b in short["curve"]}  # sim GRPO far above WMPO
+    assert "falls short of simulator GRPO at every budget" in matches_line(short, cfg.sim_budgets, cfg.budget)
     assert (tmp_path / "success.png").stat().st_size > 1000 and (tmp_path / "sample_efficiency.png").is_file()
     # a run still going: without seed 2 the full report leaves WMPO out, the partial one shows 2 of 3 seeds
     early = [ln for ln in lines if "/seed2" not in ln["name"]]
