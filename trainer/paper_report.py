@@ -41,6 +41,7 @@ class Cell:
     per_scene: np.ndarray  # float [scenes]
     seeds: int
     note: str = ""
+    by_seed: np.ndarray | None = None  # float [seeds, scenes]: the outcomes the interval is bootstrapped from
 
     def text(self, of_seeds: int = 0) -> str:
         """ "63.0 [53, 72]", with its note, and "(k/n seeds)" when ``of_seeds`` is more than the seeds it has."""
@@ -110,16 +111,24 @@ def cell(m: np.ndarray | None, note: str = "") -> Cell | None:
     m = np.atleast_2d(m)
     mean, lo, hi = hierarchical_ci(m)
     w = wilson(int(m.sum()), int(m.size))
-    return Cell(mean, min(lo, w.low), max(hi, w.high), m.mean(axis=0), m.shape[0], note)
+    return Cell(mean, min(lo, w.low), max(hi, w.high), m.mean(axis=0), m.shape[0], note, m)
 
 
 def overall(cells: list[Cell | None]) -> Cell | None:
-    """Pooled over tasks: the scenes of every task side by side (each task's per-scene means)."""
+    """Pooled over tasks: the scenes of every task side by side. With the same seeds on every task, the interval is
+    the seeds × scenes bootstrap of all of them (as a task's cell); otherwise a scene bootstrap of the per-scene
+    means, which leaves out the seeds' spread."""
     if not cells or any(c is None for c in cells):
         return None
-    per = np.concatenate([c.per_scene for c in cells if c is not None])
-    seeds = min(c.seeds for c in cells if c is not None)
-    mean, lo, hi = hierarchical_ci(per[None])  # the per-scene means: scene bootstrap
+    present = [c for c in cells if c is not None]
+    per = np.concatenate([c.per_scene for c in present])
+    seeds = min(c.seeds for c in present)
+    matrices = [c.by_seed for c in present]
+    if all(m is not None and m.shape[0] == seeds for m in matrices):
+        both = np.concatenate([m for m in matrices if m is not None], axis=1)
+        mean, lo, hi = hierarchical_ci(both)
+    else:
+        mean, lo, hi = hierarchical_ci(per[None])
     w = wilson(round(float(per.sum()) * seeds), int(per.size * seeds))
     return Cell(mean, min(lo, w.low), max(hi, w.high), per, seeds)
 

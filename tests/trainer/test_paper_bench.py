@@ -81,6 +81,8 @@ def test_report_from_lines(tmp_path: Path) -> None:
     report = write_report(lines, cfg, tmp_path).read_text()
     assert "T=0.5" in report and "Base, best temperature" in report and "matches simulator GRPO with 256" in report
     assert "p " in report and "The flywheel" in report
+    one = s["rows"]["wmpo"]  # one task: its overall cell is its task's, interval and all
+    assert (one["overall"].low, one["overall"].high) == (one[task].low, one[task].high)
     short = summarize(lines, cfg)
     short["curve"] = {b: Cell(0.99, 0.97, 1.0, np.ones(4), 3) for b in short["curve"]}  # sim GRPO far above WMPO
     assert "falls short of simulator GRPO at every budget" in matches_line(short, cfg.sim_budgets, cfg.budget)
