@@ -74,6 +74,9 @@ def run(
     camera: str | None = typer.Option(None, "--camera", help="Sim camera (default: the task's)."),
     size: int = typer.Option(64, "--size", min=16, max=1024, help="Sim image height and width in pixels."),
     robot_id: str = typer.Option("sim-0", "--robot-id", help="Robot id written into each episode."),
+    connect_timeout: float = typer.Option(
+        15.0, "--connect-timeout", min=0.1, help="dds: seconds to wait for the arm's first joint states and images."
+    ),
     realtime: bool = typer.Option(False, "--realtime", help="Sim: pace on the wall clock like a physical arm."),
     safety: str | None = typer.Option(None, "--safety", help="Safety preset: default | sim | off (default: robot's)."),
     temperature: float = typer.Option(
@@ -126,6 +129,8 @@ def run(
         task = task_info.name
         kwargs = dict(task=task_info, camera=camera, image_size=(size, size), max_steps=max_steps, seed=seed)
         kwargs["realtime"] = realtime
+    elif robot_name == "dds":
+        kwargs = {"connect_timeout_s": connect_timeout}  # the domain: ROS_DOMAIN_ID, as in ROS 2
     try:
         robot = make_robot(robot_name, **kwargs)
     except MissingDependency as e:

@@ -187,9 +187,10 @@ class TopicArm(Robot):
         for stream, topic in streams:
             while self._latest(stream)[0] is None:
                 if time.monotonic() > deadline:
+                    where = self._where()  # before disconnect() closes the domain
                     self.disconnect()
                     raise RobotFault(
-                        f"no messages on {topic} within {c.connect_timeout_s:.0f} s{self._where()}: "
+                        f"no messages on {topic} within {c.connect_timeout_s:.0f} s{where}: "
                         "is the arm driver running on this domain?"
                     )
                 time.sleep(0.005)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,3 +134,25 @@ def test_no_driver_on_the_domain_is_a_clear_error() -> None:
     robot = make_robot("dds", domain_id=next(_DOMAINS), connect_timeout_s=0.5)
     with pytest.raises(RobotFault, match="is the arm driver running"):
         robot.connect()
+
+
+def test_cli_with_no_driver_answering_ends_with_one_line(tmp_path: Path) -> None:
+    """``flywheel robot run --robot dds`` with nothing on the domain: one line naming the topic and the domain."""
+    from tests.conftest import need
+    from tests.robot_agent.hardware.conftest import _DOMAINS, ROOT, have_dds
+
+    need(have_dds(), "cyclonedds and ros2-pyterfaces")
+    domain = next(_DOMAINS)
+    args = ["robot", "run", "--robot", "dds", "--policy", "random", "--episodes", "1", "--connect-timeout", "1"]
+    result = subprocess.run(
+        [sys.executable, "-m", "flywheel.cli", *args, "--store", str(tmp_path / "store")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "ROS_DOMAIN_ID": str(domain), "COLUMNS": "200"},
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    out = " ".join((result.stdout + result.stderr).split())
+    assert f"no messages on /joint_states within 1 s (ROS domain {domain}): is the arm driver running" in out, out
+    assert "Traceback" not in out
