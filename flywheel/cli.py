@@ -14,6 +14,7 @@ import typer
 
 from data_store.cli import app as data_app
 from robot_agent.cli import app as robot_app
+from robot_agent.ros_cli import app as ros_app
 from serving.cli import app as serve_app
 from sim.cli import app as sim_app
 from trainer.cli import app as train_app
@@ -27,6 +28,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(robot_app, name="robot", help="Run the robot agent: episodes with a policy, recorded.")
+app.add_typer(ros_app, name="ros", help="The ROS 2 agent node (rclpy), with or without a ROS 2 install.")
 app.add_typer(data_app, name="data", help="The episode store: list, show, import, export.")
 app.add_typer(sim_app, name="sim", help="The simulated arm (Meta-World): tasks and renders.")
 app.add_typer(train_app, name="train", help="Train policies, world models and reward models.")

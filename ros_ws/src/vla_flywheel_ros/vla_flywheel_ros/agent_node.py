@@ -19,18 +19,23 @@ arriving while an episode runs in the action's execute callback.
 
 from __future__ import annotations
 
+import json
+import signal
+import sys
 import threading
 import time
 from typing import Any
 
 import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Bool, Float64MultiArray
+from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from vla_flywheel_interfaces.action import RunTask
@@ -38,6 +43,8 @@ from vla_flywheel_interfaces.action import RunTask
 from robot_agent import ros_mapping
 from robot_agent.robots.dds import RobotFault, Stream, TopicArm
 from vla_flywheel_ros.params import DEFAULTS, NODE_NAME, AgentParams, from_parameters
+
+ROS_OWN = {"use_sim_time", "start_type_description_service"}  # parameters every rclpy node declares itself
 
 
 class EpisodeCanceled(RuntimeError):
@@ -64,8 +71,15 @@ class RclpyArm(TopicArm):
 
     def _transport_open(self) -> None:
         node, c, group = self._node, self.config, ReentrantCallbackGroup()
+        latched = QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
         self._handles = [
-            node.create_subscription(JointState, c.topics.joint_states, self._keep("joints"), 10, callback_group=group)
+            node.create_subscription(JointState, c.topics.joint_states, self._keep("joints"), 10, callback_group=group),
+            # the driver's JSON status (the fake driver's task verdict); an arm without one leaves success unknown
+            node.create_subscription(
+                String, c.topics.driver_status, self._keep("status"), latched, callback_group=group
+            ),
         ]
         if self._params.camera_source == "realsense":
             from robot_agent.cameras.realsense import RealSenseCamera, RealSenseConfig
@@ -107,6 +121,9 @@ class RclpyArm(TopicArm):
                 self._msgs["depth"] = (ros_mapping.build(Image, fields), now)
         return self._msgs.get(stream, (None, 0.0))
 
+    def _where(self) -> str:
+        return f" (ROS domain {self._node.context.get_domain_id()})"
+
     def _publish_command(self, fields: dict[str, Any]) -> None:
         cls = JointTrajectory if self.config.command_kind == "trajectory" else Float64MultiArray
         self._command_pub.publish(ros_mapping.build(cls, fields))
@@ -133,25 +150,36 @@ class RclpyArm(TopicArm):
 class AgentNode(LifecycleNode):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
+        # dynamic typing: a value of the wrong type is refused at configure, with a message that names it
+        # (params.from_parameters), rather than by an exception while the node is constructed
         for name, default in DEFAULTS.items():
-            self.declare_parameter(name, default)
+            self.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True))
         self.arm: RclpyArm | None = None
         self._busy = threading.Lock()
         self._active = False
         self._servers: list[Any] = []
+        self.last_error = ""  # why the last transition failed, for a one-line error
 
     # ---- lifecycle -------------------------------------------------------------------------------
+    def current_label(self) -> str:
+        """The lifecycle state: unconfigured, inactive, active or finalized (what ``~/get_state`` answers)."""
+        return str(self._state_machine.current_state[1])
+
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         from data_store.episodes import EpisodeStore
         from robot_agent.policies import load_policy
         from robot_agent.slot import PolicySlot
 
         try:
-            self.params = from_parameters({name: self.get_parameter(name).value for name in DEFAULTS})
+            # a misspelt name in a params file or -p would otherwise be dropped silently, and its default used
+            given = {name: self.get_parameter(name).value for name in DEFAULTS}
+            given |= {name: None for name in self._parameter_overrides if name not in DEFAULTS and name not in ROS_OWN}
+            self.params = from_parameters(given)
             self.store = EpisodeStore(self.params.store)
             self.slot = PolicySlot(load_policy(self.params.policy), version=self.params.policy)
             self.arm = RclpyArm(self, self.params)
         except Exception as e:  # a bad parameter or policy: stay unconfigured, say why
+            self.last_error = str(e)
             self.get_logger().error(f"configure failed: {e}")
             return TransitionCallbackReturn.FAILURE
         group = MutuallyExclusiveCallbackGroup()
@@ -175,7 +203,8 @@ class AgentNode(LifecycleNode):
         try:
             self.arm.connect()
         except RobotFault as e:
-            self.get_logger().error(str(e))
+            self.last_error = str(e)
+            self.get_logger().error(f"activate failed: {e}")
             return TransitionCallbackReturn.FAILURE
         self._active = True
         return super().on_activate(state)
@@ -196,6 +225,8 @@ class AgentNode(LifecycleNode):
         self._active = False
         if self.arm is not None:
             self.arm.cancel.set()
+        with self._busy:  # the running episode stops (recorded as aborted) before the arm goes home
+            pass
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
@@ -283,16 +314,55 @@ class AgentNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
+    """Run the node until SIGINT or SIGTERM (``ros2 run``, the launch file, ``flywheel ros agent``).
+
+    ``--activate`` (before ``--ros-args``): the node configures and activates itself from its parameters and
+    prints one JSON line when it is active; a failed transition ends the process with one line on stderr and
+    exit status 1. Without it, a lifecycle manager drives the transitions (the launch file, ``ros2 lifecycle``,
+    the ``~/change_state`` service). On SIGINT or SIGTERM the node takes the shutdown transition (a running
+    episode is cancelled and kept as aborted; the arm goes home when the limits say so), then the process ends.
+    """
+    argv = list(sys.argv[1:] if args is None else args)
+    ros_at = argv.index("--ros-args") if "--ros-args" in argv else len(argv)
+    activate = "--activate" in argv[:ros_at]
+    argv = [a for a in argv[:ros_at] if a != "--activate"] + argv[ros_at:]
+    # our own handlers: the shutdown transition needs the executor still spinning (homing reads joint states)
+    rclpy.init(args=[sys.argv[0], *argv], signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     node = AgentNode()
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, name="executor", daemon=True)
+    spinner.start()
+    code = 0
     try:
-        executor.spin()
-    except KeyboardInterrupt:
-        pass
+        if activate:
+            code = _configure_and_activate(node)
+        if code == 0:
+            stop.wait()
     finally:
-        if node.arm is not None:
-            node.arm.disconnect()
-        node.destroy_node()
-        rclpy.try_shutdown()
+        try:
+            if node.current_label() != "finalized":
+                node.trigger_shutdown()
+        finally:
+            executor.shutdown(timeout_sec=5.0)
+            spinner.join(timeout=5.0)
+            node.destroy_node()
+            rclpy.try_shutdown()
+    sys.exit(code)
+
+
+def _configure_and_activate(node: AgentNode) -> int:
+    for name, trigger in (("configure", node.trigger_configure), ("activate", node.trigger_activate)):
+        if trigger() != TransitionCallbackReturn.SUCCESS:
+            print(f"error: {name} failed: {node.last_error or 'see the node log'}", file=sys.stderr, flush=True)
+            return 1
+    ready = {"agent": "active", "node": node.get_fully_qualified_name(), "domain_id": node.context.get_domain_id()}
+    print(json.dumps(ready), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    main()
