@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Set up from nothing (or reuse what is there) and run every check CI runs:
-# ruff check, ruff format --check, mypy on the packages, then pytest.
-# Extra arguments go to pytest, e.g. scripts/test.sh tests/data_store -x
+# ruff check, ruff format --check, mypy on the packages, pytest, then tests/ros under .venv-ros (rclpy).
+# Extra arguments go to pytest, e.g. scripts/test.sh tests/data_store -x (tests/ros... runs under .venv-ros).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FLYWHEEL_BROWSER=1 bash scripts/setup.sh all,dev
+bash scripts/setup_ros.sh   # ROS 2 Jazzy's rclpy from wheels, for tests/ros
 export MUJOCO_GL="${MUJOCO_GL:-egl}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 . .venv/bin/activate
 echo "== ruff check";          ruff check --no-cache .
 echo "== ruff format --check"; ruff format --check --no-cache .
 echo "== mypy";                mypy
+if [ $# -gt 0 ] && [[ "$1" == tests/ros* ]]; then
+  echo "== pytest (rclpy)";    exec .venv-ros/bin/python -m pytest -q "$@"
+fi
 echo "== pytest";              python -m pytest -q "$@"
+if [ $# -eq 0 ]; then
+  echo "== pytest tests/ros (rclpy, .venv-ros)"; .venv-ros/bin/python -m pytest -q tests/ros
+fi

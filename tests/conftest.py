@@ -21,6 +21,24 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ["TERMINAL_WIDTH"] = "400"  # typer reads it for its error box
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# tests/ros import rclpy, which lives in .venv-ros (scripts/setup_ros.sh); scripts/test.sh runs them there, after
+# this suite. In an interpreter without rclpy they are left out of collection, and the header says so.
+try:
+    import importlib.util
+
+    HAVE_RCLPY = importlib.util.find_spec("rclpy") is not None
+except ValueError:
+    HAVE_RCLPY = False
+collect_ignore = [] if HAVE_RCLPY else ["ros"]
+
+
+def pytest_report_header() -> str | None:
+    if HAVE_RCLPY:
+        return None
+    return "tests/ros: not collected (no rclpy here); they run under .venv-ros/bin/python -m pytest tests/ros"
+
+
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
