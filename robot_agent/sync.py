@@ -170,7 +170,8 @@ class PolicySyncer:
         self._stop = stop_event or threading.Event()  # shared with the agent: one signal stops both
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _reports
+        self._flushing = threading.Lock()  # one flusher at a time: the head is sent, then popped, exactly once
         headers = {"Authorization": f"Bearer {config.token}"} if config.token else {}
         self.http = httpx.Client(base_url=config.server, headers=headers, timeout=config.timeout_s)
         config.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -405,20 +406,25 @@ class PolicySyncer:
             self.status.last_error = f"report queued: {e}"
 
     def _flush_reports(self) -> None:
-        """Send queued reports in order; stop at the first failure (they stay queued)."""
-        while True:
-            with self._lock:
-                if not self._reports:
-                    return
-                path, body = self._reports[0]
-            try:
-                self._post(path, body)
-            except httpx.HTTPStatusError as e:
-                if e.response.status_code in _RETRY or e.response.status_code >= 500:
-                    raise
-                log.warning("the server refused a report, dropping it: %s", e)  # resending cannot help
-            with self._lock:
-                self._reports.pop(0)
+        """Send queued reports in order; stop at the first failure (they stay queued).
+
+        The robot's thread (a swap at an episode boundary, an episode's index) and the sync thread both
+        flush; without ``_flushing`` both could send the same head and both pop it (a report sent twice, the
+        next one dropped, or ``pop from empty list`` in the robot's thread, which the first promoted demo hit)."""
+        with self._flushing:
+            while True:
+                with self._lock:
+                    if not self._reports:
+                        return
+                    path, body = self._reports[0]
+                try:
+                    self._post(path, body)
+                except httpx.HTTPStatusError as e:
+                    if e.response.status_code in _RETRY or e.response.status_code >= 500:
+                        raise
+                    log.warning("the server refused a report, dropping it: %s", e)  # resending cannot help
+                with self._lock:
+                    self._reports.pop(0)
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         resp = self.http.post(path, json=body)

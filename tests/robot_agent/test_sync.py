@@ -3,6 +3,7 @@ episode boundary under the real control loop, and a robot that starts while the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,3 +131,39 @@ def test_robot_keeps_its_policy_while_the_server_is_down(served: tuple[Server, s
             assert [(e["episode_id"], e["policy_version"]) for e in episodes] == [("ep-offline", "local")]
         finally:
             syncer.stop()
+
+
+def test_reports_from_two_threads_are_each_sent_once(tmp_path: Path) -> None:
+    """The robot's thread and the sync thread both flush the report queue: every report reaches the
+    server exactly once, in no thread an error (the first promoted demo died on ``pop from empty list``)."""
+    import threading
+    import time
+
+    config = SyncConfig(server="http://flywheel.invalid", robot_id="r0", cache_dir=tmp_path / "cache")
+    syncer = PolicySyncer(None, SIM_SPEC, config)
+    received: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        time.sleep(0.002)  # a real round trip: both threads are inside the flush at once
+        received.append(request.read().decode())
+        return httpx.Response(200, json={})
+
+    syncer.http = httpx.Client(base_url=config.server, transport=httpx.MockTransport(handler))
+    errors: list[BaseException] = []
+
+    def report(who: str) -> None:
+        try:
+            for i in range(40):
+                syncer._report({"version": f"{who}-{i}", "ok": True, "at": "", "detail": {}})
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=report, args=(who,)) for who in ("robot", "sync")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    versions = sorted(json.loads(body)["version"] for body in received)
+    assert versions == sorted(f"{who}-{i}" for who in ("robot", "sync") for i in range(40))
+    assert syncer._reports == []
