@@ -12,9 +12,10 @@ A policy that needs to know its robot (action bounds, the simulator's raw state)
 - ``RandomPolicy``: uniform actions inside the robot's bounds, scaled by ``scale`` around their middle.
 - ``ReplayPolicy``: the actions of a recorded episode, in order; ``PolicyExhausted`` after the last.
 
-``load_policy`` specs: ``"scripted"``, ``"random"``, ``"replay:EPISODE_ID"``, and a policy artifact
+``load_policy`` specs: ``"scripted"``, ``"random"``, ``"replay:EPISODE_ID"``, a policy artifact
 directory (``"artifact:DIR"`` or just the path), loaded by ``vla.artifact.load_artifact`` (torch is
-imported then, not before).
+imported then, not before), and a LeRobot checkpoint folder (``"lerobot:DIR"``, or just the path when it
+holds LeRobot's ``config.json`` with a policy ``type``), run through ``vla.adapters.lerobot.LeRobotPolicy``.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ class ReplayPolicy:
         return ActionChunk(chunk.copy(), policy_version=self.version)
 
 
-POLICY_SPECS = ("scripted", "random", "replay:EPISODE_ID", "artifact:DIR", "DIR")
+POLICY_SPECS = ("scripted", "random", "replay:EPISODE_ID", "artifact:DIR", "lerobot:DIR", "DIR")
 
 
 def load_policy(
@@ -168,10 +169,37 @@ def load_policy(
         if episode_id not in store:
             raise ValueError(f"no episode {episode_id!r} in the store at {store.root}")
         return ReplayPolicy.from_store(store, episode_id, chunk_size=chunk_size or 8)
+    if spec.startswith("lerobot:") or _is_lerobot_checkpoint(Path(spec).expanduser()):
+        path = Path(spec.removeprefix("lerobot:")).expanduser()
+        if not path.is_dir():
+            raise ValueError(f"no LeRobot checkpoint folder at {path}")
+        return _load_lerobot(path)
     path = Path(spec.removeprefix("artifact:")).expanduser()
     if path.is_dir():
         return _load_artifact(path)
     raise ValueError(f"unknown policy {spec!r}; expected one of: {', '.join(POLICY_SPECS)} (an existing directory)")
+
+
+def _is_lerobot_checkpoint(path: Path) -> bool:
+    """A folder that LeRobot's ``save_pretrained`` wrote: its ``config.json`` names a policy ``type``."""
+    import json
+
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "type" in config and "format" not in config
+
+
+def _load_lerobot(path: Path) -> Policy:
+    from vla.adapters import MissingDependency
+    from vla.adapters.lerobot import LeRobotPolicy
+
+    try:
+        policy: Policy = LeRobotPolicy.from_pretrained(path)
+    except MissingDependency as e:
+        raise ValueError(str(e)) from None
+    return policy
 
 
 def _load_artifact(path: Path) -> Policy:

@@ -22,7 +22,10 @@ lerobot >= 0.5 needs Python >= 3.12 and is not installed by the project's test c
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
+import pkgutil
 import time
 from pathlib import Path
 from typing import Any
@@ -33,15 +36,25 @@ from data_store.schema import Observation, RobotSpec
 from robot_agent.hardware_safety import HardwareSafety, load_limits
 from robot_agent.robots.base import MissingDependency, Robot, register_robot
 
-INSTALL = "pip install 'lerobot[feetech]>=0.5'   # needs Python >= 3.12; or: pip install 'vla-flywheel[lerobot]'"
+INSTALL = (
+    "pip install 'lerobot[feetech]>=0.5'   # needs Python >= 3.12; or: pip install 'vla-flywheel[lerobot]'\n"
+    "    on Python 3.11: bash scripts/setup_lerobot.sh   # lerobot 0.4.4 in .venv-lerobot (docs/hardware.md)"
+)
 
 
 def make_lerobot_robot(robot_type: str, **config: Any) -> Any:
     """Build a lerobot Robot from its registered config type (``so101_follower``, ``koch_follower``, ...)."""
     try:
+        import lerobot.robots
         from lerobot.robots import RobotConfig, make_robot_from_config
     except ImportError as e:
         raise MissingDependency("lerobot", INSTALL) from e
+    # A robot's config type is registered when its module is imported (lerobot's own scripts import them all);
+    # a module whose SDK is missing (e.g. a robot with an extra of its own) cannot register and is left out.
+    for module in pkgutil.iter_modules(lerobot.robots.__path__):
+        if module.ispkg:
+            with contextlib.suppress(Exception):
+                importlib.import_module(f"lerobot.robots.{module.name}")
     try:
         config_cls = RobotConfig.get_choice_class(robot_type)
     except KeyError:

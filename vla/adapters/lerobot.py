@@ -27,7 +27,10 @@ import numpy as np
 from data_store.schema import ActionChunk, Observation
 from vla.adapters import MissingDependency
 
-INSTALL = "pip install 'vla-flywheel[lerobot]'   # lerobot >= 0.5, Python >= 3.12"
+INSTALL = (
+    "pip install 'vla-flywheel[lerobot]'   # lerobot >= 0.5, Python >= 3.12\n"
+    "    on Python 3.11: bash scripts/setup_lerobot.sh   # lerobot 0.4.4 in .venv-lerobot (docs/policy.md)"
+)
 
 
 def require_lerobot() -> Any:
