@@ -58,6 +58,11 @@ mapfile -t deps < "$reqs"
 # newer huggingface_hub than lerobot allows
 "$VENV/bin/python" -m pip install -q "${deps[@]}" "${pins[@]}" 'feetech-servo-sdk>=1.0.0,<2.0.0' 'transformers>=4.57.1,<5.0.0'
 
+# triton (GPU kernels, a dependency of the CUDA torch) bundles an LLVM that clashes with Mesa's llvmpipe, which
+# renders MuJoCo (EGL): in one process, whichever loads second crashes (segfault, or an EGL error). torch runs on
+# the CPU without it, so a LeRobot policy can drive the simulated arm.
+"$VENV/bin/python" -m pip uninstall -y -q triton
+
 site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 main_site="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 printf '%s\n' "$ROOT" > "$site/flywheel_project.pth"

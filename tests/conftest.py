@@ -22,21 +22,29 @@ os.environ["TERMINAL_WIDTH"] = "400"  # typer reads it for its error box
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-# tests/ros import rclpy, which lives in .venv-ros (scripts/setup_ros.sh); scripts/test.sh runs them there, after
-# this suite. In an interpreter without rclpy they are left out of collection, and the header says so.
-try:
+
+# tests/ros import rclpy, which lives in .venv-ros (scripts/setup_ros.sh), and tests/against_lerobot import lerobot,
+# which lives in .venv-lerobot (scripts/setup_lerobot.sh); scripts/test.sh runs each under its venv after this suite.
+# In an interpreter without them they are left out of collection, and the header says so.
+def _have(module: str) -> bool:
     import importlib.util
 
-    HAVE_RCLPY = importlib.util.find_spec("rclpy") is not None
-except ValueError:
-    HAVE_RCLPY = False
-collect_ignore = [] if HAVE_RCLPY else ["ros"]
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:
+        return False
 
 
-def pytest_report_header() -> str | None:
-    if HAVE_RCLPY:
-        return None
-    return "tests/ros: not collected (no rclpy here); they run under .venv-ros/bin/python -m pytest tests/ros"
+_OWN_VENV = {"ros": ("rclpy", ".venv-ros"), "against_lerobot": ("lerobot", ".venv-lerobot")}
+collect_ignore = [folder for folder, (module, _) in _OWN_VENV.items() if not _have(module)]
+
+
+def pytest_report_header() -> list[str]:
+    return [
+        f"tests/{folder}: not collected (no {_OWN_VENV[folder][0]} here); they run under "
+        f"{_OWN_VENV[folder][1]}/bin/python -m pytest tests/{folder}"
+        for folder in collect_ignore
+    ]
 
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
