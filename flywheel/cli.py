@@ -58,7 +58,7 @@ def demo(
     base policy → deploy and record → world model, reward model, imagined GRPO → hot swap → before/after."""
     from dataclasses import replace
 
-    from flywheel.demo import DemoConfig, NotADemoFolder, run_demo
+    from flywheel.demo import DemoConfig, DemoFailed, NotADemoFolder, run_demo
 
     try:
         from sim.tasks import resolve_task
@@ -75,6 +75,9 @@ def demo(
         run_demo(config, keep_previous=not fresh)
     except NotADemoFolder as e:
         raise typer.BadParameter(str(e), param_hint="--out") from None
+    except DemoFailed as e:
+        typer.secho(f"error: {e}", fg="red", err=True)
+        raise typer.Exit(1) from None
 
 
 def main() -> None:

@@ -69,6 +69,10 @@ class NotADemoFolder(ValueError):
     """``--out`` names a folder that holds something other than an earlier demo."""
 
 
+class DemoFailed(RuntimeError):
+    """A stage of the demo failed in a way the report cannot stand for (its message says which)."""
+
+
 def _clear_previous(out: Path, keep: bool) -> None:
     """A rerun starts clean: an earlier demo's folder is moved to ``<out>.previous`` (``keep``) or deleted. A folder
     that is not a demo's is never touched."""
@@ -217,23 +221,24 @@ def _run_with_rollout(config: DemoConfig, store_dir: Path, server: str, http: _H
     from data_store.episodes import EpisodeStore
 
     before = {e.episode_id for e in EpisodeStore(store_dir).episodes()}
-    robot = threading.Thread(
-        target=_robot_run,
-        args=(config, store_dir),
-        kwargs=dict(
-            policy="server",
-            episodes=1 + config.after_episodes,
-            seed=config.seed - 1,
-            max_steps=config.max_steps,
-            server=server,
-        ),
-        name="demo-robot",
-    )
+    failed: list[BaseException] = []
+
+    def robot_run() -> None:
+        try:
+            _robot_run(config, store_dir, policy="server", episodes=1 + config.after_episodes,
+                       seed=config.seed - 1, max_steps=config.max_steps, server=server)  # fmt: skip
+        except BaseException as e:  # the report must not pass off a dead robot as a finished run
+            failed.append(e)
+
+    robot = threading.Thread(target=robot_run, name="demo-robot")
     robot.start()
     while robot.is_alive() and len(_complete_since(store_dir, before)) < 1:
         time.sleep(0.2)
     http.rollout(candidate)
     robot.join()
+    if failed:
+        error = failed[0]
+        raise DemoFailed(f"the robot stopped during the rollout: {type(error).__name__}: {error}") from error
     return _complete_since(store_dir, before)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -79,3 +80,23 @@ def test_an_out_folder_that_is_not_a_demo_is_refused(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "not a demo" in result.output and "Traceback" not in result.output
     assert (tmp_path / "thesis.tex").read_text() == "keep me"
+
+
+def test_a_robot_that_dies_during_the_rollout_fails_the_demo(tmp_path: Path, monkeypatch: Any) -> None:
+    """The report must not pass off a dead robot's run as the candidate's: the demo stops with the reason."""
+    from flywheel import demo
+
+    def dies(*_: Any, **__: Any) -> None:
+        raise IndexError("pop from empty list")
+
+    rolled: list[str] = []
+
+    class Http:
+        def rollout(self, version: str) -> None:
+            rolled.append(version)
+
+    monkeypatch.setattr(demo, "_robot_run", dies)
+    config = demo.DemoConfig.quick(tmp_path / "demo")
+    with pytest.raises(demo.DemoFailed, match="the robot stopped during the rollout: IndexError: pop from empty list"):
+        demo._run_with_rollout(config, tmp_path / "store", "http://127.0.0.1:1", Http(), "vla-x")  # type: ignore[arg-type]
+    assert rolled == ["vla-x"]
