@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from data_store.registry import Registry
+from serving.edge import EdgeChecks
 from serving.errors import install_error_handlers
 from serving.metrics import install_metrics
 from serving.routers import dashboard, episodes, health, inference, policies, robots, rollouts, runs
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.inference = inference.PolicyServer(registry, cache=settings.inference_cache)
     install_error_handlers(app)
     install_metrics(app)
+    app.add_middleware(EdgeChecks, settings=settings)  # outermost: before routing, auth and the database
     for module in (health, policies, rollouts, robots, episodes, runs, inference, dashboard):
         app.include_router(module.router)
     return app

@@ -3,17 +3,47 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from data_store.registry.rollouts import LOOKS, MAX_EPISODES
 
 Name = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
+# Row ids in URLs: the databases' integer columns (PostgreSQL's INTEGER is 32-bit); outside, 422 rather than 500.
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1, description="A row id.")]
+_TEXT_CONTROLS = {chr(c) for c in range(0x20) if chr(c) not in "\t\n\r"} | {"\x7f"}
+
+
+def _check_values(value: Any, where: str) -> None:
+    """No control characters but tab, newline and carriage return in any string (PostgreSQL refuses NUL in
+    text), no integer outside 64 bits (no column holds one), however deep in lists and maps."""
+    if isinstance(value, str):
+        if any(c in _TEXT_CONTROLS for c in value):
+            raise ValueError(f"{where}: control characters are not allowed")
+    elif isinstance(value, bool):
+        return
+    elif isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise ValueError(f"{where}: {value} is out of range")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_values(key, where)
+            _check_values(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_values(item, f"{where}[{i}]")
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_control_characters(cls, data: Any) -> Any:
+        _check_values(data, "body")
+        return data
 
 
 class Out(BaseModel):

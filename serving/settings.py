@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     auth: bool = Field(default=True, description="Require API tokens. Off: every caller is an admin (local demo).")
     heartbeat_stale_s: float = Field(default=15.0, gt=0, description="A robot silent this long shows as stale.")
     max_upload_bytes: int = Field(default=2 << 30, gt=0, description="Largest artifact tarball accepted.")
+    max_json_bytes: int = Field(default=1 << 20, gt=0, description="Largest JSON request body accepted (413 past).")
+    max_body_bytes: int = Field(
+        default=64 << 20, gt=0, description="Largest other request body (msgpack observations for inference)."
+    )
     inference_cache: int = Field(default=3, ge=1, description="Policies kept loaded for remote inference.")
 
     @property

@@ -16,7 +16,7 @@ from data_store.registry.models import Rollout
 from serving.auth import Admin, Viewer
 from serving.deps import RegistryDep
 from serving.metrics import ROLLBACKS, ROLLOUTS
-from serving.schemas import RollbackIn, RollbackOut, RolloutIn, RolloutOut
+from serving.schemas import RollbackIn, RollbackOut, RolloutIn, RolloutOut, RowId
 
 router = APIRouter(tags=["rollouts"])
 
@@ -63,13 +63,13 @@ def list_rollouts(
 
 
 @router.get("/rollouts/{rollout_id}", response_model=RolloutOut)
-def get_rollout(registry: RegistryDep, _: Viewer, rollout_id: int) -> RolloutOut:
+def get_rollout(registry: RegistryDep, _: Viewer, rollout_id: RowId) -> RolloutOut:
     with registry.session() as s:
         return rollout_out(s, rollouts.get_rollout(s, rollout_id))
 
 
 @router.post("/rollouts/{rollout_id}/evaluate", response_model=RolloutOut)
-def evaluate_rollout(registry: RegistryDep, caller: Admin, rollout_id: int) -> RolloutOut:
+def evaluate_rollout(registry: RegistryDep, caller: Admin, rollout_id: RowId) -> RolloutOut:
     """Judge a canary now (it is also judged on every episode a canary robot reports)."""
     with registry.session() as s:
         return rollout_out(s, rollouts.evaluate_rollout(s, rollouts.get_rollout(s, rollout_id), by=caller.name))

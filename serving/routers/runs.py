@@ -18,7 +18,7 @@ from data_store.registry.models import TrainingRun
 from serving.auth import Operator, Viewer
 from serving.deps import RegistryDep
 from serving.errors import error
-from serving.schemas import RunIn, RunOut, RunUpdate
+from serving.schemas import RowId, RunIn, RunOut, RunUpdate
 
 router = APIRouter(tags=["training runs"])
 log = logging.getLogger("serving.runs")
@@ -94,14 +94,14 @@ def list_runs(registry: RegistryDep, _: Viewer, limit: Annotated[int, Query(ge=1
 
 
 @router.get("/runs/{run_id}", response_model=RunOut)
-def get_run(registry: RegistryDep, _: Viewer, run_id: int) -> RunOut:
+def get_run(registry: RegistryDep, _: Viewer, run_id: RowId) -> RunOut:
     with registry.session() as s:
         row = runs.get_run(s, run_id)
     return RunOut.model_validate(refresh(registry, row))
 
 
 @router.patch("/runs/{run_id}", response_model=RunOut)
-def update_run(registry: RegistryDep, _: Operator, run_id: int, body: RunUpdate) -> RunOut:
+def update_run(registry: RegistryDep, _: Operator, run_id: RowId, body: RunUpdate) -> RunOut:
     """Progress from a trainer: status, current stage, fraction done (0..1), result, reason."""
     with registry.session() as s:
         return RunOut.model_validate(runs.update_run(s, run_id, **body.model_dump(exclude_none=True)))
