@@ -210,5 +210,10 @@ def _load_artifact(path: Path) -> Policy:
             f"cannot load the policy artifact {path}: {e}. Install the policy runtime with:\n"
             "    pip install -c constraints.txt 'vla-flywheel[train]'"
         ) from None
-    policy: Policy = load_artifact(path)
+    from vla.manifest import ArtifactError
+
+    try:
+        policy: Policy = load_artifact(path)
+    except (ArtifactError, OSError) as e:  # a user's folder that is not (or no longer) a whole artifact
+        raise ValueError(f"{path} is not a policy artifact: {e}") from None
     return policy

@@ -54,3 +54,20 @@ def test_load_policy_spec_strings(sim_robot: SimRobot, store_dir: Path) -> None:
         load_policy("gpt-7")
     with pytest.raises(ValueError, match="simulated arm"):
         ScriptedPolicy().attach(object())
+
+
+def test_a_folder_that_is_not_a_whole_artifact_is_a_clear_error(tmp_path: Path) -> None:
+    """A user's mistake (an empty or half-copied folder) is one line at the CLI, not a traceback."""
+    from typer.testing import CliRunner
+
+    from flywheel.cli import app
+    from robot_agent.policies import load_policy
+
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text('{"format": "vla-flywheel/vla-policy/1"}')
+    with pytest.raises(ValueError, match=r"is not a policy artifact: manifest\.json: missing"):
+        load_policy(str(tmp_path / "half"))
+    args = ["robot", "run", "--policy", str(tmp_path / "half"), "--episodes", "1", "--store", str(tmp_path / "s")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "is not a policy artifact" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
