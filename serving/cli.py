@@ -83,7 +83,7 @@ def token_create(
             token, row = tokens.create_token(s, role, name=name)
             err.print(f"token {row.id} ({row.name}, {row.role}); keep it, it is not shown again:")
     except Invalid as e:
-        raise typer.BadParameter(str(e), param_hint="--role") from None
+        raise typer.BadParameter(str(e), param_hint="--name" if str(e).startswith("name") else "--role") from None
     finally:
         registry.close()
     print(token)

@@ -30,10 +30,15 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+NAME_MAX = 128  # the column's length (models.ApiToken.name)
+
+
 def create_token(s: Session, role: str, *, name: str = "") -> tuple[str, ApiToken]:
     """A new token for ``role``; returns (the token, shown once; its row)."""
     if role not in ROLES:
         raise Invalid(f"role: expected one of {ROLES}, got {role!r}")
+    if len(name) > NAME_MAX or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        raise Invalid(f"name: at most {NAME_MAX} characters, no control characters (got {len(name)} characters)")
     token = PREFIX + secrets.token_urlsafe(32)
     row = ApiToken(name=name or role, role=role, token_sha256=_digest(token))
     s.add(row)

@@ -125,3 +125,15 @@ def test_embedded_server_for_one_machine_use(tmp_path: Path) -> None:
 def test_the_server_url_comes_from_the_environment_and_the_help_says_so() -> None:
     shown = CliRunner().invoke(app, ["serve", "register", "--help"], terminal_width=200)
     assert "FLYWHEEL_SERVER" in shown.output and "FLYWHEEL_TOKEN" in shown.output
+
+
+def test_token_names_too_long_or_with_control_characters_are_one_line(tmp_path: Path) -> None:
+    """On PostgreSQL a 300-character name overflowed the column (a traceback). The name is checked before any
+    database sees it, so SQLite shows the same refusal PostgreSQL now gives."""
+    db = f"sqlite:///{tmp_path / 'reg.db'}"
+    for name in ("n" * 300, "robot\x00one"):
+        args = ["serve", "token", "create", "--role", "operator", "--name", name, "--db", db]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert "--name" in result.output and "at most 128 characters" in " ".join(result.output.split())
+        assert "Traceback" not in result.output
