@@ -36,8 +36,15 @@ def register_policy(
 ) -> tuple[PolicyVersion, bool]:
     """Register the artifact folder ``src``; returns (version row, created?).
 
-    ``verify`` (``vla.artifact.verify_artifact`` in the server) runs before anything is stored. The
-    manifest's ``parent``, ``training_run`` and ``metrics`` are copied into the row for queries."""
+    ``verify`` (``vla.artifact.verify_artifact`` in the server) runs first, before anything is looked up or
+    stored: a tampered artifact is refused even when it names a version that exists. The same content again
+    is idempotent; a version name that already names other content is a conflict (versions are immutable).
+    The manifest's ``parent``, ``training_run`` and ``metrics`` are copied into the row for queries."""
+    if verify is not None:
+        try:
+            verify(src)
+        except Exception as e:
+            raise Invalid(f"artifact refused: {e}") from e
     digest = artifact_digest(src)
     manifest = read_manifest(src)
     # A content-derived version in the manifest (``vla-<hash>``) is the version's name, so the registry
@@ -46,22 +53,13 @@ def register_policy(
     if named is not None and version is not None and version != named:
         raise Invalid(f"the artifact names itself {named!r}; it cannot be registered as {version!r}")
     version = named or version
-    existing = s.scalar(
-        sa.select(PolicyVersion).where(
-            sa.or_(PolicyVersion.sha256 == digest, PolicyVersion.version == (version or f"pending-{digest}"))
-        )
-    )
-    if existing is not None and (existing.sha256 == digest or named is not None):
-        if version is not None and version != existing.version:
-            raise Conflict(f"this artifact is already registered as {existing.version!r}, not {version!r}")
-        return existing, False  # same content: idempotent
-    if existing is not None:
+    same = s.scalar(sa.select(PolicyVersion).where(PolicyVersion.sha256 == digest))
+    if same is not None:
+        if version is not None and version != same.version:
+            raise Conflict(f"this artifact is already registered as {same.version!r}, not {version!r}")
+        return same, False  # the same content: idempotent
+    if version is not None and s.scalar(sa.select(PolicyVersion).where(PolicyVersion.version == version)):
         raise Conflict(f"version {version!r} already names a different artifact (versions are immutable)")
-    if verify is not None:
-        try:
-            verify(src)
-        except Exception as e:
-            raise Invalid(f"artifact refused: {e}") from e
     digest, stored = store.add_dir(src)
     row = PolicyVersion(
         version=version or f"pending-{digest}",

@@ -258,3 +258,39 @@ def test_openapi_documents_every_resource(server: Server) -> None:
     for path in ("/policies", "/rollouts", "/rollback", "/robots/{robot_id}/heartbeat", "/episodes", "/runs"):
         assert path in spec["paths"]
     assert httpx.get(server.url + "/docs").status_code == 200
+
+
+def test_a_tampered_copy_of_a_registered_version_is_refused_not_existing(
+    server: Server, artifacts: dict[str, Path], tmp_path: Path
+) -> None:
+    """Verified before it is looked up: a tampered artifact that names an existing version is 422 (it was
+    201 "existing"), and other content under an existing version's name is 409 (versions are immutable)."""
+    import json as _json
+
+    with server.client(server.admin) as admin:
+        first = upload(admin, artifacts["v1"])
+        assert first.status_code == 201
+        version = first.json()["policy"]["version"]
+        again = upload(admin, artifacts["v1"])
+        assert again.status_code == 201 and again.json()["created"] is False  # the same content: idempotent
+
+        tampered = tmp_path / "tampered"
+        tampered.mkdir()
+        for f in artifacts["v1"].iterdir():
+            (tampered / f.name).write_bytes(f.read_bytes())
+        (tampered / "config.json").write_text(
+            (tampered / "config.json").read_text().replace('"hidden": 32', '"hidden": 33')
+        )
+        r = upload(admin, tampered)
+        assert r.status_code == 422 and "artifact refused" in r.json()["reason"], r.text
+
+        other = tmp_path / "other"
+        other.mkdir()
+        for f in artifacts["v1"].iterdir():
+            (other / f.name).write_bytes(f.read_bytes())
+        manifest = _json.loads((other / "manifest.json").read_text())
+        manifest["metrics"] = {"success_rate": 0.99}  # not a hashed file: it verifies, but it is other content
+        (other / "manifest.json").write_text(_json.dumps(manifest))
+        r = upload(admin, other)
+        assert r.status_code == 409 and version in r.json()["reason"], r.text
+        assert admin.get(f"/policies/{version}").json()["metrics"] == {"success_rate": 0.5}
