@@ -112,7 +112,7 @@ class Rollout(Base):
     robots: Mapped[list[str]]
     canary: Mapped[list[str]]
     previous: Mapped[dict[str, Any]]  # robot id -> the version it was meant to run before
-    status: Mapped[str] = mapped_column(sa.String(16))  # canary | complete | halted | rolled_back
+    status: Mapped[str] = mapped_column(sa.String(16))  # canary | complete | halted | refused | rolled_back
     # A canary's plan (``rollouts.CanaryPlan``): the optional floor on its rate (the column kept its first
     # name), the canary episodes at the first look, at the last, and how many looks.
     min_success_rate: Mapped[float | None] = mapped_column("threshold")

@@ -402,6 +402,40 @@ def evaluate_for_robot(s: Session, robot_id: str) -> list[Rollout]:
     return [evaluate_rollout(s, r) for r in active if robot_id in r.canary]
 
 
+def record_refusal(s: Session, robot_id: str, version: str, reason: str) -> list[int]:
+    """``robot_id`` refused ``version`` (a bad config, a NaN probe, another action space): each rollout that sent
+    it there ends ``refused`` with the robot and the reason (a canary's refusal fails the canary: its robots go
+    back), and the robot is pointed back at what it ran before, so the registry never shows as desired a version
+    the robot will not run. Returns the rollouts' ids."""
+    hit: list[int] = []
+    live = sa.select(Rollout).where(Rollout.status.in_((ACTIVE, "complete")), Rollout.version == version)
+    for row in s.scalars(live):
+        if robot_id not in row.robots:
+            continue
+        was_canary = row.status == ACTIVE
+        row.status, row.decided_at = "refused", utcnow()
+        row.reason = f"robot {robot_id} refused {version}: {reason or 'no reason given'}"
+        why = f"rollout {row.id}: refused by {robot_id}"
+        for r in row.canary if was_canary else [robot_id]:
+            _restore(s, r, _before(s, row, r), by=robot_id, why=why)
+        audit.record(s, "rollout_refused", actor=robot_id, version=version, rollout=row.id, reason=reason)
+        hit.append(row.id)
+    s.flush()
+    return hit
+
+
+def _before(s: Session, row: Rollout, robot_id: str) -> str | None:
+    """What ``robot_id`` should run when ``row``'s version is taken back: its own previous version, else the
+    fleet's previous one (a robot that followed the fleet alias, which now names ``row.version``)."""
+    previous = row.previous.get(robot_id)
+    if previous is not None and previous != row.version:
+        return str(previous)
+    fleet_alias = policies.get_alias(s, FLEET, PRODUCTION)
+    if fleet_alias is not None and fleet_alias.version == row.version:
+        return fleet_alias.previous
+    return None
+
+
 def rollback(s: Session, robots: list[str] | None = None, *, to: str | None = None, by: str) -> dict[str, Any]:
     """Point robots back at their previous version (or at ``to``). ``robots`` None: every robot that
     has its own ``production`` alias, and the fleet alias. Returns ``{scope: version}`` and what was

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi import Path as Path_
 from sqlalchemy.orm import Session
 
-from data_store.registry import Invalid, audit, fleet, policies
+from data_store.registry import Invalid, audit, fleet, policies, rollouts
 from data_store.registry.db import utcnow
 from data_store.registry.models import Robot
 from data_store.schema import RobotSpec, SchemaError
@@ -90,6 +90,8 @@ def report_swap(registry: RegistryDep, _: Operator, robot_id: RobotId, body: Swa
             s, robot_id, version=body.version, ok=body.ok, reason=body.reason, at=body.at, detail=body.detail
         )
         SWAPS.labels(outcome="taken" if body.ok else "refused").inc()
+        if not body.ok:  # the rollout that sent it there is not done: it is refused, and the robot goes back
+            rollouts.record_refusal(s, robot_id, body.version, body.reason)
         return AuditOut.model_validate(event)
 
 

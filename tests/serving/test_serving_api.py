@@ -294,3 +294,34 @@ def test_a_tampered_copy_of_a_registered_version_is_refused_not_existing(
         r = upload(admin, other)
         assert r.status_code == 409 and version in r.json()["reason"], r.text
         assert admin.get(f"/policies/{version}").json()["metrics"] == {"success_rate": 0.5}
+
+
+def test_a_refused_rollout_is_not_done_and_the_robot_goes_back(server: Server, artifacts: dict[str, Path]) -> None:
+    """A robot that refuses a version (NaN probe, bad config, another action space) ends the rollout
+    ``refused`` with its reason, and the registry no longer names the version as that robot's desired one."""
+    with server.client(server.admin) as admin, server.client(server.operator) as op:
+        v1 = upload(admin, artifacts["v1"]).json()["policy"]["version"]
+        v2 = upload(admin, artifacts["v2"]).json()["policy"]["version"]
+        robots = ["rf1", "rf2", "rf3"]
+        for robot in robots:
+            _robot(op, robot)
+        assert admin.post("/rollouts", json={"version": v1, "robots": robots}).status_code == 201
+        plain = admin.post("/rollouts", json={"version": v2, "robots": ["rf1"]}).json()
+        assert plain["status"] == "complete" and op.get("/robots/rf1/desired").json()["version"] == v2
+        swap = {"version": v2, "ok": False, "reason": "health probe: actions are not finite"}
+        assert op.post("/robots/rf1/swaps", json=swap).status_code == 201
+        after = admin.get(f"/rollouts/{plain['id']}").json()
+        assert after["status"] == "refused"
+        assert "rf1" in after["reason"] and "not finite" in after["reason"]
+        assert op.get("/robots/rf1/desired").json()["version"] == v1  # back to what it ran
+
+        canary = admin.post(
+            "/rollouts", json={"version": v2, "robots": robots, "canary": 1, "max_episodes": 10, "looks": 2}
+        ).json()
+        assert canary["status"] == "canary" and op.get("/robots/rf1/desired").json()["version"] == v2
+        assert op.post("/robots/rf1/swaps", json=swap).status_code == 201
+        after = admin.get(f"/rollouts/{canary['id']}").json()
+        assert after["status"] == "refused"  # a canary robot's refusal fails the canary
+        assert [op.get(f"/robots/{rb}/desired").json()["version"] for rb in robots] == [v1, v1, v1]
+        events = [e["action"] for e in admin.get("/audit").json()]
+        assert events.count("rollout_refused") >= 2

@@ -102,7 +102,7 @@ def _drive(server: Server, admin: httpx.Client, agent: subprocess.Popen[bytes], 
     }
     for key, reason in expected.items():
         before = len(_episodes(admin, "sim-a", v["v1"]))
-        admin.post("/rollouts", json={"version": v[key], "robots": ["sim-a"]})
+        rollout = admin.post("/rollouts", json={"version": v[key], "robots": ["sim-a"]}).json()
 
         def refusals(version: str = v[key]) -> list[dict[str, Any]]:
             return [e for e in _events(admin, "sim-a", "swap_refused") if e["version"] == version]
@@ -112,9 +112,10 @@ def _drive(server: Server, admin: httpx.Client, agent: subprocess.Popen[bytes], 
 
         assert reason in wait_until(f"{key} refused", refusals)[0]["detail"]["reason"]
         wait_until("more episodes under v1", more_episodes)
-        robot = _robot(admin, "sim-a")
-        assert robot["running_version"] == v["v1"] and robot["desired_version"] == v[key]
-        admin.post("/rollback", json={"robots": ["sim-a"], "to": v["v1"]})
+        robot = _robot(admin, "sim-a")  # the registry takes the refused version back: desired is v1 again
+        assert robot["running_version"] == v["v1"] and robot["desired_version"] == v["v1"]
+        refused = admin.get(f"/rollouts/{rollout['id']}").json()
+        assert refused["status"] == "refused" and reason in refused["reason"], refused
         alive()
     r = admin.post("/rollouts", json={"version": "vla-0000000000000000", "robots": ["sim-a"]})
     assert r.status_code == 404 and "vla-0000000000000000" in r.json()["reason"]
