@@ -166,20 +166,35 @@ class JudgeSplit:
     held_out: tuple[str, ...]
 
 
-def judge_split(episode_ids: Sequence[str], recipe: Recipe) -> JudgeSplit:
-    """Hold out ``judge_share`` of the episodes (at least one, never all), chosen by a hash of (seed, id): the same
-    episode stays held out whatever else the snapshot holds."""
+def judge_split(episode_ids: Sequence[str], recipe: Recipe, store: Any = None) -> JudgeSplit:
+    """Hold out ``judge_share`` of the episodes (at least one, never all), chosen by a hash of (seed, episode):
+    the same episode stays held out whatever else the snapshot holds.
+
+    With ``store``, an episode is known by what it recorded (``content_key``), not by its id, which carries the
+    time it was recorded: the same seeded episodes recorded again (a demo run twice, a bench unit redone) give the
+    same split, hence the same candidate. Without, by its id."""
     ids = sorted(set(episode_ids))
     if len(ids) < 2:
         raise ValueError(f"a cycle needs at least 2 episodes (one to train from, one to judge on), got {len(ids)}")
+    name = {e: content_key(store, e) for e in ids} if store is not None else {e: e for e in ids}
 
     def key(e: str) -> str:
-        return hashlib.sha256(f"{recipe.seed}:{e}".encode()).hexdigest()
+        return hashlib.sha256(f"{recipe.seed}:{name[e]}".encode()).hexdigest()
 
-    ranked = sorted(ids, key=key)
+    ranked = sorted(ids, key=lambda e: (key(e), e))
     n = min(len(ids) - 1, max(1, round(recipe.judge_share * len(ids))))
     held = set(ranked[:n])
     return JudgeSplit(tuple(e for e in ids if e not in held), tuple(e for e in ids if e in held))
+
+
+def content_key(store: Any, episode_id: str) -> str:
+    """A digest of what an episode recorded (its robot, task, actions and first state), not of when."""
+    info = store.info(episode_id)
+    reader = store.open(episode_id)
+    digest = hashlib.sha256(f"{info.robot_id}:{info.task}:{info.length}:".encode())
+    digest.update(np.ascontiguousarray(reader.actions()).tobytes())
+    digest.update(np.ascontiguousarray(reader.states()[:1]).tobytes())
+    return digest.hexdigest()
 
 
 def wmpo_config(recipe: Recipe) -> WMPOConfig:

@@ -97,7 +97,7 @@ def run_lifelong(cfg: LifelongConfig, out: Path, echo: Any = print) -> list[dict
                         recipe_, episodes, wm, rdir / "reward_model", init=models[1] if models else None
                     )[0]
                 models = (wm, rm)
-                split = judge_split(ids, recipe_)
+                split = judge_split(ids, recipe_, store)
                 imagination = imagination_for(store, task, wm, rm, recipe_, ctx.horizon, info.camera, split.train)
                 starts = held_out_starts(store, task, split, ctx.horizon, wm, info.camera)
                 candidate = load_artifact(current_dir)

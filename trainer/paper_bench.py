@@ -408,7 +408,7 @@ def run_unit(ctx: TaskContext, seed: int, base_dir: Path, parent_validation: dic
             for r in ("base", DEMO_ROBOT)
             for i in ctx.store.episodes(task=task, robot_id=r, status="complete")
         ]
-        split = judge_split(ids, r0)
+        split = judge_split(ids, r0, ctx.store)
         wm_dir, rm_dir = udir / "world_model", udir / "reward_model"
         if (wm_dir / "config.json").is_file() and (rm_dir / "config.json").is_file():
             wm, rm = PixelWorldModel.load(wm_dir, seed=seed), FrameRewardModel.load(rm_dir)
@@ -474,7 +474,7 @@ def run_unit(ctx: TaskContext, seed: int, base_dir: Path, parent_validation: dic
                     ctx.collect(kir_policy, range(first + have, first + cfg.coevo_extra), robot)
             ids2 = ids + [i.episode_id for i in ctx.store.episodes(task=task, robot_id=robot, status="complete")]
             episodes2 = episodes_of(ctx.store, ids2, ctx.camera)
-            split2 = judge_split(ids2, kir)
+            split2 = judge_split(ids2, kir, ctx.store)
             with ctx.timed(f"world_model_evolved_seed{seed}"):
                 wm2 = fit_world_model_step(kir, episodes2, udir / "world_model_evolved", init=wm)
             with ctx.timed(f"reward_model_evolved_seed{seed}"):

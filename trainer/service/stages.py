@@ -233,9 +233,10 @@ class ImaginedGRPOStage:
         parent = read_manifest(ctx.config.policy)["version"]
         world_model, reward_model = cycle_models(ctx, recipe)
         try:
-            split = judge_split(ctx.snapshot.episode_ids, recipe)
+            store = snapshot_store(ctx)
+            split = judge_split(ctx.snapshot.episode_ids, recipe, store)
             imagination = imagination_for(
-                snapshot_store(ctx), task, world_model, reward_model, recipe, horizon, opts.get("camera"), split.train
+                store, task, world_model, reward_model, recipe, horizon, opts.get("camera"), split.train
             )
         except ValueError as e:
             raise StageError(f"grpo: {e}") from e
@@ -313,7 +314,7 @@ class EvaluateStage:
         task = single_task(ctx)
         horizon = cycle_horizon(recipe, task, [n for _, n in ctx.snapshot.episodes])
         store = snapshot_store(ctx)
-        split = judge_split(ctx.snapshot.episode_ids, recipe)
+        split = judge_split(ctx.snapshot.episode_ids, recipe, store)
         camera = opts.get("camera")
         imagination = imagination_for(store, task, world_model, reward_model, recipe, horizon, camera, split.train)
         starts = held_out_starts(store, task, split, horizon, world_model, camera)
