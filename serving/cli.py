@@ -69,21 +69,29 @@ def _registry(db: str | None, artifacts: Path | None) -> Any:
 
 @token_app.command("create")
 def token_create(
-    role: str = typer.Option(..., help="viewer | operator | admin"),
+    role: str = typer.Option("operator", help="viewer | operator | admin"),
     name: str = typer.Option("", help="Who or what holds it (shown in the audit log)."),
+    robot: str | None = typer.Option(
+        None, "--robot", help="A robot's token: it acts only as this robot (reports, heartbeats, episodes; reads)."
+    ),
+    trainer: bool = typer.Option(False, "--trainer", help="The trainer's token: writes training runs' progress."),
     db: str | None = DbOpt,
     artifacts: Path | None = ArtifactsOpt,
 ) -> None:
     """Create a token; it is printed once (only its sha256 is stored)."""
     from data_store.registry import Invalid, tokens
 
+    if robot is not None and trainer:
+        raise typer.BadParameter("a token is a robot's (--robot) or the trainer's (--trainer), not both")
+    bound_to = tokens.robot_binding(robot) if robot is not None else (tokens.TRAINER if trainer else None)
     registry = _registry(db, artifacts)
     try:
         with registry.session() as s:
-            token, row = tokens.create_token(s, role, name=name)
+            token, row = tokens.create_token(s, role, name=name, bound_to=bound_to)
             err.print(f"token {row.id} ({row.name}, {row.role}); keep it, it is not shown again:")
     except Invalid as e:
-        raise typer.BadParameter(str(e), param_hint="--name" if str(e).startswith("name") else "--role") from None
+        hint = {"name": "--name", "bound_to": "--robot"}.get(str(e).split(":", 1)[0], "--role")
+        raise typer.BadParameter(str(e), param_hint=hint) from None
     finally:
         registry.close()
     print(token)
@@ -98,10 +106,11 @@ def token_list(db: str | None = DbOpt, artifacts: Path | None = ArtifactsOpt) ->
     from data_store.registry import tokens
 
     registry = _registry(db, artifacts)
-    table = Table("id", "name", "role", "created", "revoked")
+    table = Table("id", "name", "role", "bound to", "created", "revoked")
     with registry.session() as s:
         for t in tokens.list_tokens(s):
-            table.add_row(str(t.id), t.name, t.role, f"{t.created_at:%Y-%m-%d %H:%M}", str(t.revoked_at or ""))
+            created, revoked = f"{t.created_at:%Y-%m-%d %H:%M}", str(t.revoked_at or "")
+            table.add_row(str(t.id), t.name, t.role, t.bound_to or "-", created, revoked)
     registry.close()
     console.print(table)
 

@@ -148,5 +148,8 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(sa.String(128))
     role: Mapped[str] = mapped_column(sa.String(16))
     token_sha256: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    # None: a person's token (its role is all). "robot:<id>": acts only as that robot. "trainer": the trainer,
+    # the only token besides an admin's that writes a training run's progress and result.
+    bound_to: Mapped[str | None] = mapped_column(sa.String(160), nullable=True, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi import Path as Path_
 
 from data_store.registry import fleet, rollouts
-from serving.auth import Operator, Viewer
+from serving.auth import Operator, RobotOperator, Viewer
 from serving.deps import RegistryDep
 from serving.schemas import EpisodeIn, EpisodeOut, LabelIn, RatePoint
 
@@ -17,8 +17,9 @@ router = APIRouter(tags=["episodes"])
 
 
 @router.post("/episodes", status_code=201, response_model=EpisodeOut)
-def index_episode(registry: RegistryDep, _: Operator, body: EpisodeIn) -> EpisodeOut:
+def index_episode(registry: RegistryDep, caller: RobotOperator, body: EpisodeIn) -> EpisodeOut:
     """Index a finished episode; a canary rollout this robot is part of is judged right after."""
+    caller.check_robot(body.robot_id)
     with registry.session() as s:
         row = fleet.index_episode(s, **body.model_dump())
         out = EpisodeOut.model_validate(row)

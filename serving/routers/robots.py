@@ -14,7 +14,7 @@ from data_store.registry import Invalid, audit, fleet, policies, rollouts
 from data_store.registry.db import utcnow
 from data_store.registry.models import Robot
 from data_store.schema import RobotSpec, SchemaError
-from serving.auth import Operator, Viewer
+from serving.auth import RobotOperator, Viewer
 from serving.deps import RegistryDep, SettingsDep
 from serving.metrics import SWAPS
 from serving.schemas import AuditOut, Desired, HeartbeatIn, RobotIn, RobotOut, RunningAt, SwapIn
@@ -37,8 +37,9 @@ def desired(s: Session, robot_id: str) -> Desired:
 
 
 @router.post("/robots", status_code=201, response_model=RobotOut)
-def register_robot(registry: RegistryDep, settings: SettingsDep, caller: Operator, body: RobotIn) -> RobotOut:
+def register_robot(registry: RegistryDep, settings: SettingsDep, caller: RobotOperator, body: RobotIn) -> RobotOut:
     """Register a robot (or update its spec). ``spec`` is ``RobotSpec.to_json()``."""
+    caller.check_robot(body.robot_id)
     try:
         RobotSpec.from_json(body.spec)
     except (SchemaError, KeyError, TypeError, ValueError) as e:
@@ -62,8 +63,9 @@ def get_robot(registry: RegistryDep, settings: SettingsDep, _: Viewer, robot_id:
 
 
 @router.post("/robots/{robot_id}/heartbeat", response_model=Desired)
-def heartbeat(registry: RegistryDep, _: Operator, robot_id: RobotId, body: HeartbeatIn) -> Desired:
+def heartbeat(registry: RegistryDep, caller: RobotOperator, robot_id: RobotId, body: HeartbeatIn) -> Desired:
     """The robot is alive and runs ``running_version``; the answer is the version it should run."""
+    caller.check_robot(robot_id)
     with registry.session() as s:
         fleet.heartbeat(
             s,
@@ -83,8 +85,9 @@ def desired_version(registry: RegistryDep, _: Viewer, robot_id: RobotId) -> Desi
 
 
 @router.post("/robots/{robot_id}/swaps", status_code=201, response_model=AuditOut)
-def report_swap(registry: RegistryDep, _: Operator, robot_id: RobotId, body: SwapIn) -> AuditOut:
+def report_swap(registry: RegistryDep, caller: RobotOperator, robot_id: RobotId, body: SwapIn) -> AuditOut:
     """A swap took effect on the robot (``ok``) or was refused (``reason`` says why)."""
+    caller.check_robot(robot_id)
     with registry.session() as s:
         event = fleet.report_swap(
             s, robot_id, version=body.version, ok=body.ok, reason=body.reason, at=body.at, detail=body.detail

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from data_store.registry import runs
 from data_store.registry.models import TrainingRun
-from serving.auth import Operator, Viewer
+from serving.auth import Operator, Trainer, Viewer
 from serving.deps import RegistryDep
 from serving.errors import error
 from serving.schemas import RowId, RunIn, RunOut, RunUpdate
@@ -101,7 +101,7 @@ def get_run(registry: RegistryDep, _: Viewer, run_id: RowId) -> RunOut:
 
 
 @router.patch("/runs/{run_id}", response_model=RunOut)
-def update_run(registry: RegistryDep, _: Operator, run_id: RowId, body: RunUpdate) -> RunOut:
+def update_run(registry: RegistryDep, _: Trainer, run_id: RowId, body: RunUpdate) -> RunOut:
     """Progress from a trainer: status, current stage, fraction done (0..1), result, reason."""
     with registry.session() as s:
         return RunOut.model_validate(runs.update_run(s, run_id, **body.model_dump(exclude_none=True)))

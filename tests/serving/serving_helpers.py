@@ -43,6 +43,7 @@ class Server:
     viewer: str
     log: Path
     env: dict[str, str]
+    trainer: str = ""  # the trainer's token (bound to "trainer": writes training runs)
 
     def client(self, token: str | None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -71,11 +72,13 @@ def start_server(data_dir: Path, *, registry_url: str = "", schema: str = "") ->
     registry = Registry(url, data_dir / "registry" / "artifacts", schema=schema or None)
     with registry.session() as s:
         made = {role: tokens.create_token(s, role, name=f"test-{role}")[0] for role in tokens.ROLES}
+        made["trainer"] = tokens.create_token(s, "operator", name="test-trainer", bound_to=tokens.TRAINER)[0]
     registry.close()
     port = free_port()
     env = {"FLYWHEEL_REGISTRY_URL": url, "FLYWHEEL_REGISTRY_SCHEMA": schema}
     server = Server(f"http://127.0.0.1:{port}", launch(data_dir, port, **env), data_dir, made["admin"],
-                    made["operator"], made["viewer"], data_dir / f"server-{port}.log", env)  # fmt: skip
+                    made["operator"], made["viewer"], data_dir / f"server-{port}.log", env,
+                    made["trainer"])  # fmt: skip
     wait_healthy(server)
     return server
 

@@ -236,9 +236,13 @@ def test_training_run_goes_to_the_trainer_or_is_recorded_as_unavailable(server: 
             assert run["external_id"]
         got = op.get(f"/runs/{run['id']}").json()
         assert got["params"]["task"] == "drawer-close"
-        r = op.patch(f"/runs/{run['id']}", json={"progress": 0.5, "stage": "world_model", "status": "running"})
-        assert r.status_code == 200 and r.json()["progress"] == 0.5
-        assert op.patch(f"/runs/{run['id']}", json={"progress": 2}).status_code == 422
+        update = {"progress": 0.5, "stage": "world_model", "status": "running"}
+        r = op.patch(f"/runs/{run['id']}", json=update)
+        assert r.status_code == 403 and "trainer" in r.json()["reason"]  # a person's operator token: not a trainer
+        with server.client(server.trainer) as trainer:
+            r = trainer.patch(f"/runs/{run['id']}", json=update)
+            assert r.status_code == 200 and r.json()["progress"] == 0.5
+            assert trainer.patch(f"/runs/{run['id']}", json={"progress": 2}).status_code == 422
         if trainer_here:  # a recipe the trainer does not know is the caller's mistake, said in one line
             r = op.post("/runs", json={"policy": "production", "recipe": "fastest"})
             assert r.status_code == 422 and "fastest" in r.json()["reason"], r.text
@@ -325,3 +329,34 @@ def test_a_refused_rollout_is_not_done_and_the_robot_goes_back(server: Server, a
         assert [op.get(f"/robots/{rb}/desired").json()["version"] for rb in robots] == [v1, v1, v1]
         events = [e["action"] for e in admin.get("/audit").json()]
         assert events.count("rollout_refused") >= 2
+
+
+def test_a_robots_token_acts_only_as_that_robot(server: Server, tmp_path: Path) -> None:
+    """A token bound to robot arm-a may register, heartbeat, report swaps and index episodes as arm-a only, and
+    read; it cannot act as another robot, start or write training runs."""
+    from data_store.registry import Registry, tokens
+
+    registry = Registry(server.env["FLYWHEEL_REGISTRY_URL"], tmp_path / "unused")
+    with registry.session() as s:
+        robot_token = tokens.create_token(s, "operator", bound_to=tokens.robot_binding("arm-a"))[0]
+    registry.close()
+    with server.client(robot_token) as arm, server.client(server.operator) as op:
+        _robot(arm, "arm-a")
+        assert arm.post("/robots/arm-a/heartbeat", json={}).status_code == 200
+        _robot(op, "arm-b")  # a person's operator token still acts for any robot
+        for call in (
+            lambda: arm.post("/robots", json={"robot_id": "arm-b", "spec": SIM_SPEC.to_json()}),
+            lambda: arm.post("/robots/arm-b/heartbeat", json={}),
+            lambda: arm.post("/robots/arm-b/swaps", json={"version": "v", "ok": False, "reason": "x"}),
+        ):
+            r = call()
+            assert r.status_code == 403 and "cannot act as robot 'arm-b'" in r.json()["reason"], r.text
+        episode = {
+            "episode_id": "ep-arm-b", "robot_id": "arm-b", "policy_version": "v", "task": "t", "success": "true",
+            "length": 3, "ended_at": datetime.now(UTC).isoformat(),
+        }  # fmt: skip
+        assert arm.post("/episodes", json=episode).status_code == 403
+        assert arm.post("/episodes", json={**episode, "robot_id": "arm-a", "episode_id": "ep-a"}).status_code == 201
+        assert arm.post("/runs", json={"task": "t"}).status_code == 403
+        assert arm.patch("/runs/1", json={"progress": 0.5}).status_code == 403
+        assert arm.get("/robots/arm-b").status_code == 200  # reads stay open to it

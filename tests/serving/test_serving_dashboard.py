@@ -58,7 +58,8 @@ def fleet_server(
             op.post(f"/robots/{robot}/heartbeat", json={"running_version": v2, "health": {"ok": True}})
         run = op.post("/runs", json={"task": "drawer-close"}).json()
         run_id = run.get("id") or run["run"]["id"]
-        op.patch(f"/runs/{run_id}", json={"status": "running", "stage": "world_model", "progress": 0.4})
+        with srv.client(srv.trainer) as trainer:
+            trainer.patch(f"/runs/{run_id}", json={"status": "running", "stage": "world_model", "progress": 0.4})
     # a cycle started with `flywheel train cycle` on the same data dir: the trainer mirrors it into the registry
     from trainer.service.progress import create_run, update_run
     from trainer.service.settings import ServiceSettings
