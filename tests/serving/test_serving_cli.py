@@ -137,3 +137,16 @@ def test_token_names_too_long_or_with_control_characters_are_one_line(tmp_path: 
         assert result.exit_code == 2, result.output
         assert "--name" in result.output and "at most 128 characters" in " ".join(result.output.split())
         assert "Traceback" not in result.output
+
+
+def test_token_create_for_a_robot_or_the_trainer(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'reg.db'}"
+    runner = CliRunner()
+    made = runner.invoke(app, ["serve", "token", "create", "--robot", "arm-7", "--db", db])
+    assert made.exit_code == 0, made.output
+    assert runner.invoke(app, ["serve", "token", "create", "--trainer", "--db", db]).exit_code == 0
+    listed = " ".join(runner.invoke(app, ["serve", "token", "list", "--db", db]).output.split())
+    assert "robot:arm-7" in listed and "trainer" in listed
+    for bad in (["--robot", "arm 7"], ["--robot", "a", "--trainer"], ["--robot", "a", "--role", "admin"]):
+        result = runner.invoke(app, ["serve", "token", "create", *bad, "--db", db])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
