@@ -31,7 +31,11 @@ def cycle_store(demo: Path, out: Path) -> tuple[Path, Path, str]:
     base = demo / "policies" / "base"
     base_version = read_manifest(base)["version"]
     source = EpisodeStore(demo / "episodes", create=False)
-    keep = [i.episode_id for i in source.episodes(status="complete") if i.policy_version in ("scripted", base_version)]
+    done = sorted(source.episodes(status="complete"), key=lambda i: i.started_at)
+    # the demonstrations and the base's first P episodes: the robot's episodes after the rollout call are not data
+    base_episodes = int(marker.get("base_episodes", 128))
+    keep = [i.episode_id for i in done if i.policy_version == "scripted"]
+    keep += [i.episode_id for i in done if i.policy_version == base_version][:base_episodes]
     target = out / "store"
     if not target.is_dir():
         target.mkdir(parents=True)
