@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Path
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from data_store.registry.rollouts import LOOKS, MAX_EPISODES
@@ -13,6 +13,8 @@ from data_store.registry.rollouts import LOOKS, MAX_EPISODES
 Name = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
 # Row ids in URLs: the databases' integer columns (PostgreSQL's INTEGER is 32-bit); outside, 422 rather than 500.
 RowId = Annotated[int, Path(ge=1, le=2**31 - 1, description="A row id.")]
+# Lists are newest first and pages of ``limit``: the next page is ``offset + limit``.
+Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Skip this many, newest first (the next page).")]
 _TEXT_CONTROLS = {chr(c) for c in range(0x20) if chr(c) not in "\t\n\r"} | {"\x7f"}
 
 

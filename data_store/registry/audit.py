@@ -45,8 +45,9 @@ def events(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 200,
+    offset: int = 0,
 ) -> list[AuditEvent]:
-    """Newest first."""
+    """Newest first; ``offset`` skips that many (the next page)."""
     q = sa.select(AuditEvent)
     if robot_id is not None:
         q = q.where(AuditEvent.robot_id == robot_id)
@@ -56,7 +57,7 @@ def events(
         q = q.where(AuditEvent.at >= since)
     if until is not None:
         q = q.where(AuditEvent.at <= until)
-    return list(s.scalars(q.order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit)))
+    return list(s.scalars(q.order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit).offset(offset)))
 
 
 def version_running_at(s: Session, robot_id: str, at: datetime) -> str | None:

@@ -142,6 +142,7 @@ def list_episodes(
     policy_version: str | None = None,
     since: datetime | None = None,
     limit: int = 200,
+    offset: int = 0,
 ) -> list[EpisodeRecord]:
     q = sa.select(EpisodeRecord)
     if robot_id is not None:
@@ -150,7 +151,8 @@ def list_episodes(
         q = q.where(EpisodeRecord.policy_version == policy_version)
     if since is not None:
         q = q.where(EpisodeRecord.ended_at >= since)
-    return list(s.scalars(q.order_by(EpisodeRecord.ended_at.desc()).limit(limit)))
+    q = q.order_by(EpisodeRecord.ended_at.desc(), EpisodeRecord.episode_id)  # a total order: pages never overlap
+    return list(s.scalars(q.limit(limit).offset(offset)))
 
 
 @dataclass(frozen=True)

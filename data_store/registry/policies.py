@@ -98,8 +98,8 @@ def get_policy(s: Session, version: str) -> PolicyVersion:
     return row
 
 
-def list_policies(s: Session, *, limit: int = 500) -> list[PolicyVersion]:
-    return list(s.scalars(sa.select(PolicyVersion).order_by(PolicyVersion.id.desc()).limit(limit)))
+def list_policies(s: Session, *, limit: int = 500, offset: int = 0) -> list[PolicyVersion]:
+    return list(s.scalars(sa.select(PolicyVersion).order_by(PolicyVersion.id.desc()).limit(limit).offset(offset)))
 
 
 def get_alias(s: Session, scope: str, name: str) -> Alias | None:

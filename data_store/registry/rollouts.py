@@ -321,8 +321,8 @@ def get_rollout(s: Session, rollout_id: int) -> Rollout:
     return row
 
 
-def list_rollouts(s: Session, *, limit: int = 100) -> list[Rollout]:
-    return list(s.scalars(sa.select(Rollout).order_by(Rollout.id.desc()).limit(limit)))
+def list_rollouts(s: Session, *, limit: int = 100, offset: int = 0) -> list[Rollout]:
+    return list(s.scalars(sa.select(Rollout).order_by(Rollout.id.desc()).limit(limit).offset(offset)))
 
 
 def canary_rate(s: Session, row: Rollout) -> fleet.Rate:

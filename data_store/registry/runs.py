@@ -82,5 +82,5 @@ def get_run(s: Session, run_id: int) -> TrainingRun:
     return row
 
 
-def list_runs(s: Session, *, limit: int = 100) -> list[TrainingRun]:
-    return list(s.scalars(sa.select(TrainingRun).order_by(TrainingRun.id.desc()).limit(limit)))
+def list_runs(s: Session, *, limit: int = 100, offset: int = 0) -> list[TrainingRun]:
+    return list(s.scalars(sa.select(TrainingRun).order_by(TrainingRun.id.desc()).limit(limit).offset(offset)))

@@ -11,7 +11,7 @@ from fastapi import Path as Path_
 from data_store.registry import fleet, rollouts
 from serving.auth import Operator, RobotOperator, Viewer
 from serving.deps import RegistryDep
-from serving.schemas import EpisodeIn, EpisodeOut, LabelIn, RatePoint
+from serving.schemas import EpisodeIn, EpisodeOut, LabelIn, Offset, RatePoint
 
 router = APIRouter(tags=["episodes"])
 
@@ -36,9 +36,12 @@ def list_episodes(
     policy_version: Annotated[str | None, Query(max_length=128)] = None,
     since: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 200,
+    offset: Offset = 0,
 ) -> list[EpisodeOut]:
     with registry.session() as s:
-        rows = fleet.list_episodes(s, robot_id=robot_id, policy_version=policy_version, since=since, limit=limit)
+        rows = fleet.list_episodes(
+            s, robot_id=robot_id, policy_version=policy_version, since=since, limit=limit, offset=offset
+        )
         return [EpisodeOut.model_validate(r) for r in rows]
 
 

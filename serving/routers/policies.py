@@ -15,7 +15,7 @@ from data_store.registry import policies
 from data_store.registry.artifacts import ArtifactError, safe_extract
 from serving.auth import Admin, Viewer
 from serving.deps import RegistryDep, SettingsDep
-from serving.schemas import AliasIn, AliasOut, PolicyOut, RegisteredOut, RegisterFromPath
+from serving.schemas import AliasIn, AliasOut, Offset, PolicyOut, RegisteredOut, RegisterFromPath
 
 router = APIRouter(tags=["policies"])
 ScopePattern = r"^(fleet|robot:[A-Za-z0-9_.:@-]{1,128})$"
@@ -56,10 +56,10 @@ def register_from_path(registry: RegistryDep, caller: Admin, body: RegisterFromP
 
 @router.get("/policies", response_model=list[PolicyOut])
 def list_policies(
-    registry: RegistryDep, _: Viewer, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+    registry: RegistryDep, _: Viewer, limit: Annotated[int, Query(ge=1, le=1000)] = 200, offset: Offset = 0
 ) -> list[PolicyOut]:
     with registry.session() as s:
-        return [PolicyOut.model_validate(r) for r in policies.list_policies(s, limit=limit)]
+        return [PolicyOut.model_validate(r) for r in policies.list_policies(s, limit=limit, offset=offset)]
 
 
 @router.get("/policies/{ref}", response_model=PolicyOut)

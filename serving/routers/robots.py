@@ -17,7 +17,7 @@ from data_store.schema import RobotSpec, SchemaError
 from serving.auth import RobotOperator, Viewer
 from serving.deps import RegistryDep, SettingsDep
 from serving.metrics import SWAPS
-from serving.schemas import AuditOut, Desired, HeartbeatIn, RobotIn, RobotOut, RunningAt, SwapIn
+from serving.schemas import AuditOut, Desired, HeartbeatIn, Offset, RobotIn, RobotOut, RunningAt, SwapIn
 
 router = APIRouter(tags=["robots"])
 RobotId = Annotated[str, Path_(pattern=r"^[A-Za-z0-9_.:@-]{1,128}$")]
@@ -118,8 +118,10 @@ def audit_log(
     robot_id: Annotated[str | None, Query(max_length=128)] = None,
     action: Annotated[list[str] | None, Query(max_length=20)] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 200,
+    offset: Offset = 0,
 ) -> list[AuditOut]:
     """The audit log, newest first: who registered, rolled out and rolled back what, when; swaps."""
     with registry.session() as s:
-        found = audit.events(s, robot_id=robot_id, actions=tuple(action) if action else None, limit=limit)
+        actions = tuple(action) if action else None
+        found = audit.events(s, robot_id=robot_id, actions=actions, limit=limit, offset=offset)
         return [AuditOut.model_validate(e) for e in found]

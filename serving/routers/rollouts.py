@@ -16,7 +16,7 @@ from data_store.registry.models import Rollout
 from serving.auth import Admin, Viewer
 from serving.deps import RegistryDep
 from serving.metrics import ROLLBACKS, ROLLOUTS
-from serving.schemas import RollbackIn, RollbackOut, RolloutIn, RolloutOut, RowId
+from serving.schemas import Offset, RollbackIn, RollbackOut, RolloutIn, RolloutOut, RowId
 
 router = APIRouter(tags=["rollouts"])
 
@@ -56,10 +56,10 @@ def start_rollout(registry: RegistryDep, caller: Admin, body: RolloutIn) -> Roll
 
 @router.get("/rollouts", response_model=list[RolloutOut])
 def list_rollouts(
-    registry: RegistryDep, _: Viewer, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    registry: RegistryDep, _: Viewer, limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Offset = 0
 ) -> list[RolloutOut]:
     with registry.session() as s:
-        return [rollout_out(s, r) for r in rollouts.list_rollouts(s, limit=limit)]
+        return [rollout_out(s, r) for r in rollouts.list_rollouts(s, limit=limit, offset=offset)]
 
 
 @router.get("/rollouts/{rollout_id}", response_model=RolloutOut)

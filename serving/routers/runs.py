@@ -18,7 +18,7 @@ from data_store.registry.models import TrainingRun
 from serving.auth import Operator, Trainer, Viewer
 from serving.deps import RegistryDep
 from serving.errors import error
-from serving.schemas import RowId, RunIn, RunOut, RunUpdate
+from serving.schemas import Offset, RowId, RunIn, RunOut, RunUpdate
 
 router = APIRouter(tags=["training runs"])
 log = logging.getLogger("serving.runs")
@@ -87,9 +87,11 @@ def start_run(registry: RegistryDep, caller: Operator, body: RunIn) -> RunOut | 
 
 
 @router.get("/runs", response_model=list[RunOut])
-def list_runs(registry: RegistryDep, _: Viewer, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[RunOut]:
+def list_runs(
+    registry: RegistryDep, _: Viewer, limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Offset = 0
+) -> list[RunOut]:
     with registry.session() as s:
-        rows = runs.list_runs(s, limit=limit)
+        rows = runs.list_runs(s, limit=limit, offset=offset)
     return [RunOut.model_validate(refresh(registry, r)) for r in rows]
 
 

@@ -360,3 +360,21 @@ def test_a_robots_token_acts_only_as_that_robot(server: Server, tmp_path: Path) 
         assert arm.post("/runs", json={"task": "t"}).status_code == 403
         assert arm.patch("/runs/1", json={"progress": 0.5}).status_code == 403
         assert arm.get("/robots/arm-b").status_code == 200  # reads stay open to it
+
+
+def test_lists_page_with_limit_and_offset(server: Server) -> None:
+    """Every list is newest first in pages: ``offset`` + ``limit`` walks it without overlap or gap."""
+    with server.client(server.operator) as op, server.client(server.admin) as admin:
+        _robot(op, "pager")
+        for i in range(7):
+            _episode(op, "pager", f"v-page-{i}", i % 2 == 0, at=datetime(2026, 1, 1, 0, i, tzinfo=UTC))
+        pages = [op.get("/episodes", params={"robot_id": "pager", "limit": 3, "offset": o}).json() for o in (0, 3, 6)]
+        ids = [e["episode_id"] for page in pages for e in page]
+        assert [len(p) for p in pages] == [3, 3, 1] and len(set(ids)) == 7
+        ended = [e["ended_at"] for page in pages for e in page]
+        assert ended == sorted(ended, reverse=True)
+        for path in ("/policies", "/rollouts", "/runs", "/audit"):
+            everything = admin.get(path, params={"limit": 1000}).json()
+            paged = admin.get(path, params={"limit": 2, "offset": 1}).json()
+            assert paged == everything[1:3], path
+            assert admin.get(path, params={"offset": -1}).status_code == 422
