@@ -74,17 +74,18 @@ def agent(
     and exit status 1. Ctrl-C or SIGTERM: the running episode is cancelled (kept as aborted), the arm goes
     home when the limits say so, and the node shuts down.
     """
-    exe = ros_python(python)
-    args = [str(exe), "-m", "vla_flywheel_ros.agent_node", "--activate", "--ros-args"]
+    ros_args: list[str] = []
     if params_file is not None:
         if not params_file.is_file():
             raise typer.BadParameter(f"{params_file} does not exist", param_hint="--params-file")
         _check_params_file(params_file)
-        args += ["--params-file", str(params_file.resolve())]
+        ros_args += ["--params-file", str(params_file.resolve())]
     for p in param:
         if ":=" not in p or not p.split(":=", 1)[0]:
             raise typer.BadParameter(f"expected NAME:=VALUE, got {p!r}", param_hint="--param")
-        args += ["-p", p]
+        ros_args += ["-p", p]
+    exe = ros_python(python)
+    args = [str(exe), "-m", "vla_flywheel_ros.agent_node", "--activate", "--ros-args", *ros_args]
     env = dict(os.environ)
     if domain_id is not None:
         env["ROS_DOMAIN_ID"] = str(domain_id)

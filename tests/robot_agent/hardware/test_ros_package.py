@@ -109,3 +109,22 @@ def test_run_task_action_has_goal_result_and_feedback() -> None:
     assert goal == {"instruction": "string", "task": "string", "max_steps": "int32"}
     assert {"outcome", "success", "steps", "reason", "episode_id"} <= set(result)
     assert feedback["step"] == "int32"
+
+
+def test_flywheel_ros_agent_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
+    """Checked before any ROS process starts (the node's own checks run in tests/ros)."""
+    from typer.testing import CliRunner
+
+    from flywheel.cli import app
+
+    (tmp_path / "plain.yaml").write_text("fps: 5\n")
+    cases = [
+        (["--params-file", str(tmp_path / "missing.yaml")], "does not exist"),
+        (["--params-file", str(tmp_path / "plain.yaml")], "expected a ROS 2 params file"),
+        (["-p", "fps=5"], "expected NAME:=VALUE"),
+        (["--ros-python", str(tmp_path / "no-python")], "does not exist"),
+    ]
+    for args, message in cases:
+        result = CliRunner().invoke(app, ["ros", "agent", *args])
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+        assert "Traceback" not in result.output
