@@ -22,38 +22,49 @@ from pathlib import Path
 from typing import Any
 
 
-def cycle_store(demo: Path, out: Path) -> tuple[Path, Path, str]:
-    """A copy of the demo's store holding its cycle's episodes only; the base policy; the task."""
+def demo_config(demo: Path) -> Any:
+    """The settings of the demo that made ``demo`` (its ``demo.json``) that its cycle takes."""
+    from flywheel.demo import MARKER, DemoConfig
+
+    saved = json.loads((demo / MARKER).read_text())
+    return DemoConfig(
+        out=demo,
+        task=saved["task"],
+        recipe=saved["recipe"],
+        judge_scenes=int(saved["judge_scenes"]),
+        base_episodes=int(saved["base_episodes"]),
+    )
+
+
+def cycle_store(demo: Any, out: Path) -> tuple[Path, Path]:
+    """A copy of the demo's store holding its cycle's episodes only, and the base policy."""
     from data_store.episodes import EpisodeStore
     from vla.manifest import read_manifest
 
-    marker = json.loads((demo / "demo.json").read_text())
-    base = demo / "policies" / "base"
+    base = demo.out / "policies" / "base"
     base_version = read_manifest(base)["version"]
-    source = EpisodeStore(demo / "episodes", create=False)
+    source = EpisodeStore(demo.out / "episodes", create=False)
     done = sorted(source.episodes(status="complete"), key=lambda i: i.started_at)
     # the demonstrations and the base's first P episodes: the robot's episodes after the rollout call are not data
-    base_episodes = int(marker.get("base_episodes", 128))
     keep = [i.episode_id for i in done if i.policy_version == "scripted"]
-    keep += [i.episode_id for i in done if i.policy_version == base_version][:base_episodes]
+    keep += [i.episode_id for i in done if i.policy_version == base_version][: demo.base_episodes]
     target = out / "store"
     if not target.is_dir():
         target.mkdir(parents=True)
         for episode_id in keep:
             shutil.copytree(source.root / episode_id, target / episode_id)
         EpisodeStore(target).rebuild_catalog()
-    return target, base, str(marker.get("task", "drawer-close"))
+    return target, base
 
 
-def run_seed(store: Path, base: Path, task: str, seed: int, out: Path) -> dict[str, Any]:
+def run_seed(demo: Any, store: Path, base: Path, seed: int, out: Path) -> dict[str, Any]:
+    from flywheel.demo import cycle_config
     from trainer.service.pipeline import run_cycle_inline
     from trainer.service.settings import ServiceSettings
-    from trainer.service.stage import CycleConfig
 
-    cycle = CycleConfig(policy=str(base), task=task, recipe="default", sim_task=task, sim_episodes=100, seed=seed)
     settings = ServiceSettings(data_dir=out / f"seed{seed}", store=str(store))
     start = time.time()
-    record = run_cycle_inline(cycle, settings, publish=lambda meta: None)
+    record = run_cycle_inline(cycle_config(demo, base, seed=seed), settings, publish=lambda meta: None)
     metrics = dict((((record.get("results") or {}).get("evaluate") or {}).get("metrics")) or {})
     grpo = [p.get("metrics") or {} for p in record.get("progress", []) if p.get("stage") == "grpo"]
     return {
@@ -99,10 +110,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/cycle_seeds"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    store, base, task = cycle_store(args.demo, args.out)
+    demo = demo_config(args.demo)
+    store, base = cycle_store(demo, args.out)
     rows = []
     for seed in [int(s) for s in args.seeds.split(",") if s.strip()]:
-        row = run_seed(store, base, task, seed, args.out)
+        row = run_seed(demo, store, base, seed, args.out)
         rows.append(row)
         print(json.dumps({"figure": "cycle_seed", **row}), flush=True)
     print(json.dumps(summary(rows)), flush=True)

@@ -192,18 +192,25 @@ def _last_loss(result: Any) -> float:
     return float(result.losses[-1]) if result.losses else math.nan
 
 
-def _cycle(config: DemoConfig, out: Path, store_dir: Path, base_dir: Path) -> dict[str, Any]:
-    from trainer.service.pipeline import run_cycle_inline
-    from trainer.service.settings import ServiceSettings
+def cycle_config(config: DemoConfig, base_dir: Path, seed: int = 0) -> Any:
+    """The demo's cycle: its recipe on its task, judged in the simulator on its validation scenes."""
     from trainer.service.stage import CycleConfig
 
-    cycle = CycleConfig(
+    return CycleConfig(
         policy=str(base_dir),
         task=config.task,
         recipe=config.recipe,
         sim_task=config.task,
         sim_episodes=config.judge_scenes,
+        seed=seed,
     )
+
+
+def _cycle(config: DemoConfig, out: Path, store_dir: Path, base_dir: Path) -> dict[str, Any]:
+    from trainer.service.pipeline import run_cycle_inline
+    from trainer.service.settings import ServiceSettings
+
+    cycle = cycle_config(config, base_dir)
     settings = ServiceSettings(data_dir=out, store=str(store_dir))
 
     def publish(meta: dict[str, Any]) -> None:
