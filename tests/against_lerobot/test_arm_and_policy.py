@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from data_store.episodes import EpisodeStore
+from data_store.schema import RobotSpec
 from robot_agent.robots.base import make_robot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,6 +161,22 @@ def _save_act(robot_spec: Any, out: Path) -> None:
     policy.save_pretrained(out)
     pre.save_pretrained(out)
     post.save_pretrained(out)
+
+
+def test_a_lerobot_policy_through_the_protocol(tmp_path: Path) -> None:
+    from data_store.schema import Observation
+    from vla.adapters.lerobot import LeRobotPolicy
+    from vla.protocol import Policy
+
+    spec = RobotSpec(
+        action_dim=4, state_dim=4, action_low=(-1.0,) * 4, action_high=(1.0,) * 4, cameras={"corner": (64, 64)}
+    )
+    _save_act(spec, tmp_path / "act")
+    policy = LeRobotPolicy.from_pretrained(tmp_path / "act")
+    assert isinstance(policy, Policy)
+    chunk = policy.act(Observation.fake(spec, seed=1))
+    assert chunk.actions.shape == (8, 4) and np.isfinite(chunk.actions).all()
+    policy.reset()
 
 
 def test_a_lerobot_policy_runs_on_our_robot_and_its_episodes_are_recorded(tmp_path: Path) -> None:
