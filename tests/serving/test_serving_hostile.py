@@ -4,7 +4,6 @@ OpenAPI spec, and oversized bodies. Never a 5xx: a 422 or 413 that says why, bef
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from data_store.registry.db import drop_schema
-from tests.conftest import need
 from tests.serving.serving_helpers import Server, start_server
-from tests.serving.test_serving_postgres import PG_URL, _reachable
+from tests.serving.test_serving_postgres import postgres_server
 
 HOSTILE_SEGMENTS = ["a%00b", "a%01b", str(2**31), str(2**63), "9" * 30, str(-(2**63))]
 
@@ -27,14 +24,8 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         yield srv
         srv.stop()
         return
-    need(_reachable(), f"PostgreSQL at {PG_URL}")
-    schema = f"test_hostile_{uuid.uuid4().hex[:10]}"
-    srv = start_server(tmp_path_factory.mktemp("hostile_pg"), registry_url=PG_URL, schema=schema)
-    try:
+    with postgres_server(tmp_path_factory.mktemp("hostile_pg"), "test_hostile") as srv:
         yield srv
-    finally:
-        srv.stop()
-        drop_schema(PG_URL, schema)
 
 
 def _hostile_body(spec: dict[str, Any], op: dict[str, Any], text: str, number: int) -> dict[str, Any] | None:

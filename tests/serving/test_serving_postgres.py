@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,16 +32,23 @@ def _reachable() -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@contextmanager
+def postgres_server(data_dir: Path, prefix: str) -> Iterator[Server]:
+    """A server on PostgreSQL, in a schema of its own that is dropped afterwards (needs PostgreSQL at PG_URL)."""
     need(_reachable(), f"PostgreSQL at {PG_URL}")
-    schema = f"test_serving_{uuid.uuid4().hex[:10]}"
-    server = start_server(tmp_path_factory.mktemp("pg"), registry_url=PG_URL, schema=schema)
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    server = start_server(data_dir, registry_url=PG_URL, schema=schema)
     try:
         yield server
     finally:
         server.stop()
         drop_schema(PG_URL, schema)
+
+
+@pytest.fixture(scope="module")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with postgres_server(tmp_path_factory.mktemp("pg"), "test_serving") as server:
+        yield server
 
 
 def test_rollout_canary_rollback_on_postgres(pg_server: Server, artifacts: dict[str, Path]) -> None:
