@@ -53,12 +53,18 @@ def register_policy(
     if named is not None and version is not None and version != named:
         raise Invalid(f"the artifact names itself {named!r}; it cannot be registered as {version!r}")
     version = named or version
-    same = s.scalar(sa.select(PolicyVersion).where(PolicyVersion.sha256 == digest))
-    if same is not None:
-        if version is not None and version != same.version:
-            raise Conflict(f"this artifact is already registered as {same.version!r}, not {version!r}")
-        return same, False  # the same content: idempotent
-    if version is not None and s.scalar(sa.select(PolicyVersion).where(PolicyVersion.version == version)):
+    # One query for both clashes: two separate reads can straddle a concurrent registration of this very
+    # artifact (no row by digest, then a row by name), which read as a conflict although it is the same content.
+    clash = PolicyVersion.sha256 == digest
+    if version is not None:
+        clash = sa.or_(clash, PolicyVersion.version == version)
+    found = list(s.scalars(sa.select(PolicyVersion).where(clash)))
+    for other in found:
+        if other.sha256 == digest:
+            if version is not None and version != other.version:
+                raise Conflict(f"this artifact is already registered as {other.version!r}, not {version!r}")
+            return other, False  # the same content: idempotent
+    if found:
         raise Conflict(f"version {version!r} already names a different artifact (versions are immutable)")
     digest, stored = store.add_dir(src)
     row = PolicyVersion(

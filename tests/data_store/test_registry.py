@@ -353,8 +353,11 @@ def test_same_artifact_registered_concurrently_gives_one_version(reg: Registry, 
     versions: list[str] = []
     errors: list[BaseException] = []
 
+    start = threading.Barrier(4)
+
     def go() -> None:
         try:
+            start.wait()  # all four at once, so their reads and writes interleave
             versions.append(register(reg, art))
         except BaseException as e:  # collected and asserted below
             errors.append(e)
