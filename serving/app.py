@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from data_store.registry import Registry
 from serving.edge import EdgeChecks
 from serving.errors import install_error_handlers
 from serving.metrics import install_metrics
@@ -20,7 +19,7 @@ from serving.settings import Settings
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    registry = Registry(settings.registry_db, settings.registry_artifacts_dir, schema=settings.registry_schema or None)
+    registry = settings.open_registry()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

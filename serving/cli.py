@@ -61,10 +61,7 @@ def run(
 
 
 def _registry(db: str | None, artifacts: Path | None) -> Any:
-    from data_store.registry import Registry
-
-    s = _settings(db, artifacts)
-    return Registry(s.registry_db, s.registry_artifacts_dir, schema=s.registry_schema or None)
+    return _settings(db, artifacts).open_registry()
 
 
 @token_app.command("create")

@@ -1,11 +1,14 @@
 """Training runs requested through the control plane: who asked, with what, how far along, the result.
 
-The trainer (another process) reports progress through the REST API; when the trainer service is not
-installed the run is kept with status ``unavailable`` and the reason, so nothing asked for is lost.
+The trainer (another process) writes each change of a run's state into its row (by the run's ``external_id``);
+when the trainer service is not installed the run is kept with status ``unavailable`` and the reason, so nothing
+asked for is lost.
 """
 
 from __future__ import annotations
 
+import secrets
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +20,11 @@ from data_store.registry.errors import Invalid, NotFound
 from data_store.registry.models import TrainingRun
 
 STATUSES = ("requested", "running", "succeeded", "failed", "unavailable")
+
+
+def new_run_id() -> str:
+    """A trainer run's id (its ``external_id`` here): sorts by creation time, unique enough to name a folder."""
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
 def request_run(s: Session, params: dict[str, Any], *, by: str) -> TrainingRun:

@@ -1,6 +1,7 @@
 """Remote inference: ``/ws/infer/{robot_id}`` serves action chunks to a robot without a local GPU.
 
-Protocol and codec: ``robot_agent.remote`` (msgpack, arrays as raw bytes + dtype + shape, no pickle).
+Protocol: ``robot_agent/remote.py``; codec: ``data_store.wire`` (msgpack, arrays as raw bytes, dtype and shape,
+no pickle).
 The same hot swap as on a robot runs behind the socket: before each chunk the server looks up the
 robot's desired version (at most every ``check_every_s``); a version not loaded yet is checked, loaded
 and health-probed against the robot's registered spec in a background thread (``prepare_policy``)
@@ -25,10 +26,10 @@ from starlette.concurrency import run_in_threadpool
 
 from data_store.registry import NotFound, Registry, fleet, policies, tokens
 from data_store.schema import RobotSpec
-from robot_agent.remote import RemoteError, decode_observation, encode_array, pack, unpack
-from robot_agent.sync import Refused, prepare_policy
+from data_store.wire import WireError, decode_observation, encode_array, pack, unpack
 from serving.auth import authenticate
 from serving.metrics import CHUNKS, SWAPS
+from vla.checks import Refused, prepare_policy
 from vla.protocol import Policy
 
 router = APIRouter(tags=["inference"])
@@ -136,11 +137,11 @@ class Connection:
                 return
             version, _ = self.server.desired(self.robot_id)
             if version is None:
-                raise RemoteError(f"robot {self.robot_id!r} has no desired version (roll one out first)")
+                raise WireError(f"robot {self.robot_id!r} has no desired version (roll one out first)")
             if version in self._reported_refusals:
-                raise RemoteError(f"{version} refused for {self.robot_id}: see the audit log")
+                raise WireError(f"{version} refused for {self.robot_id}: see the audit log")
             if time.monotonic() > deadline:
-                raise RemoteError(f"{version} did not load within {timeout_s} s")
+                raise WireError(f"{version} did not load within {timeout_s} s")
             time.sleep(0.05)
 
 
@@ -158,7 +159,7 @@ async def infer(websocket: WebSocket, robot_id: str) -> None:
     conn = Connection(server, robot_id)
     try:
         await run_in_threadpool(conn.wait_first, 60.0)
-    except (RemoteError, NotFound) as e:
+    except (WireError, NotFound) as e:
         await _fail(websocket, str(e), 4404)
         return
     assert conn.policy is not None
@@ -181,7 +182,7 @@ async def infer(websocket: WebSocket, robot_id: str) -> None:
                     conn.policy.reset()
                     continue
                 if message["type"] != "act":
-                    raise RemoteError(f"unknown message type {message['type']!r}")
+                    raise WireError(f"unknown message type {message['type']!r}")
                 obs = decode_observation(message.get("obs"))
                 await run_in_threadpool(conn.refresh)  # a chunk boundary: the swap point
                 policy, version = conn.policy, conn.version
@@ -190,7 +191,7 @@ async def infer(websocket: WebSocket, robot_id: str) -> None:
                 await websocket.send_bytes(
                     pack({"type": "chunk", "actions": encode_array(chunk.actions), "version": version})
                 )
-            except (RemoteError, ValueError, TypeError, KeyError) as e:
+            except (WireError, ValueError, TypeError, KeyError) as e:
                 await websocket.send_bytes(pack({"type": "error", "reason": f"{type(e).__name__}: {e}"}))
     except WebSocketDisconnect:
         return

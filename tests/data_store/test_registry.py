@@ -388,3 +388,31 @@ def test_a_version_name_cannot_be_reused_for_other_content(reg: Registry, tmp_pa
             policies.register_policy(s, reg.artifacts, plain[1], by="x", version="v-same")
         unnamed, _ = policies.register_policy(s, reg.artifacts, plain[1], by="x")
         assert unnamed.version == f"v{unnamed.id}"
+
+
+@pytest.mark.postgres
+def test_server_and_trainer_settings_open_one_registry_on_a_postgresql_schema(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One environment (``FLYWHEEL_REGISTRY_URL`` + ``FLYWHEEL_REGISTRY_SCHEMA``): what the trainer writes (a run's
+    row, as its mirror does) is what the server reads. The trainer once ignored the schema and wrote elsewhere."""
+    pytest.importorskip("trainer.service.settings", reason="the trainer service (another package) is not here")
+    from serving.settings import Settings
+    from trainer.service.settings import ServiceSettings
+
+    need(_pg_reachable(), f"PostgreSQL at {PG_URL}")
+    schema = f"test_settings_{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("FLYWHEEL_REGISTRY_URL", PG_URL)
+    monkeypatch.setenv("FLYWHEEL_REGISTRY_SCHEMA", schema)
+    monkeypatch.setenv("FLYWHEEL_DATA_DIR", str(tmp_path))
+    trainer, server = ServiceSettings().open_registry(), Settings().open_registry()
+    try:
+        with trainer.session() as s:
+            runs.mirror_run(s, "20261207-000000-abcdef", params={}, by="trainer (cli)", create=True, status="running")
+        with server.session() as s:
+            assert [r.external_id for r in runs.list_runs(s)] == ["20261207-000000-abcdef"]
+            assert server.engine.dialect.name == "postgresql"
+    finally:
+        trainer.close()
+        server.close()
+        drop_schema(PG_URL, schema)

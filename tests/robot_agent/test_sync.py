@@ -13,8 +13,9 @@ import pytest
 
 from data_store.schema import ActionChunk, Observation
 from robot_agent.slot import PolicySlot
-from robot_agent.sync import PolicySyncer, Refused, SyncConfig, health_probe
+from robot_agent.sync import PolicySyncer, SyncConfig
 from tests.serving.serving_helpers import SIM_SPEC, Server, free_port, make_artifact, start_server, upload
+from vla.checks import Refused, health_probe
 
 
 class ChunkPolicy:

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from data_store.schema import Observation
-from robot_agent.remote import RemoteError, RemotePolicy, decode_array, encode_array, pack, unpack
+from data_store.wire import decode_array, encode_array, pack, unpack
+from robot_agent.remote import RemoteError, RemotePolicy
 from tests.serving.serving_helpers import SIM_SPEC, Server, start_agent, upload, wait_until
 
 

@@ -24,11 +24,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from data_store.registry.runs import new_run_id
 from trainer.service.locks import service_lock
 from trainer.service.progress import (
     StageReporter,
     create_run,
-    new_run_id,
     read_json,
     read_run,
     run_status,
@@ -84,7 +84,7 @@ def snapshot_step(settings: ServiceSettings, run_id: str, publish: Publish | Non
         config = CycleConfig.from_json(record["config"])
         update_stage(settings, run_id, "snapshot", state="running", worker=worker_name(), started_at=time.time())
         try:
-            policy = resolve_policy(config.policy, settings.registry_db, settings.registry_artifacts_dir)
+            policy = resolve_policy(config.policy, settings)
             config = dataclasses.replace(config, policy=policy)
             snap = take_snapshot(settings.store_path, config)
         except StageError as e:

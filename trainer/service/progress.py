@@ -19,12 +19,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +32,6 @@ from trainer.service.settings import ServiceSettings, load_settings
 log = logging.getLogger("trainer.service.progress")
 RUN_STATES = ("queued", "running", "succeeded", "failed")
 STAGE_STATES = ("pending", "running", "done", "failed")
-
-
-def new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -149,22 +143,21 @@ def registry_fields(status: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-_registries: dict[tuple[str, str], Any] = {}
+_registries: dict[tuple[str, str, str], Any] = {}
 
 
 def mirror(settings: ServiceSettings, run_id: str) -> None:
     """Write the run's state into the registry (best effort: a registry that cannot be reached is logged and the
     cycle goes on). A run started by the control plane (trigger ``serve``) already has its row, which the server
-    names once the trainer answers; any other gets one here."""
+    names before it submits the run; any other gets one here."""
     try:
-        from data_store.registry import Registry
         from data_store.registry.runs import mirror_run
 
         status = run_status(run_id, settings)
-        key = (settings.registry_db, str(settings.registry_artifacts_dir))
+        key = (settings.registry_db, settings.registry_schema, str(settings.registry_artifacts_dir))
         registry = _registries.get(key)
         if registry is None:
-            registry = _registries[key] = Registry(*key)
+            registry = _registries[key] = settings.open_registry()
         trigger = str(status.get("trigger") or "cli")
         with registry.session() as s:
             mirror_run(

@@ -10,22 +10,20 @@ result backend.
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from data_store.settings import FlywheelSettings
 
 DAY_S = 24 * 3600
 
 
-class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_", extra="ignore", frozen=True)
+class ServiceSettings(FlywheelSettings):
+    """The shared settings (data folder, registry) and the service's own: runs, locks and the embedded broker
+    live under ``DATA_DIR``."""
 
-    data_dir: Path = Field(default=Path("flywheel_data"), description="Runs, locks and the embedded broker live here.")
     store: str = Field(default="", description="The episode store (a path); default: DATA_DIR/episodes.")
-    registry_url: str = Field(default="", description="The policy registry database; default: SQLite under DATA_DIR.")
-    registry_artifacts: str = Field(default="", description="The registry's artifact folder; default: under DATA_DIR.")
     broker_url: str = Field(default="", description="Celery broker; empty: sqla+sqlite under DATA_DIR (no server).")
     result_backend: str = Field(default="", description="Celery result backend; empty: db+sqlite under DATA_DIR.")
     redis_prefix: str = Field(default="", description="Prefix of every Redis key (several flywheels, one Redis).")
@@ -50,10 +48,6 @@ class ServiceSettings(BaseSettings):
         default="", description="JSON file with the nightly cycle's CycleConfig (policy, task, ...)."
     )
 
-    @cached_property
-    def root(self) -> Path:
-        return self.data_dir.expanduser().resolve()
-
     @property
     def runs_dir(self) -> Path:
         """One folder per run id: the run record and each stage's progress."""
@@ -67,14 +61,6 @@ class ServiceSettings(BaseSettings):
     @property
     def store_path(self) -> str:
         return self.store or str(self.root / "episodes")
-
-    @property
-    def registry_db(self) -> str:
-        return self.registry_url or f"sqlite:///{self.root / 'registry' / 'registry.db'}"
-
-    @property
-    def registry_artifacts_dir(self) -> Path:
-        return Path(self.registry_artifacts) if self.registry_artifacts else self.root / "registry" / "artifacts"
 
     @property
     def broker(self) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from data_store.settings import FlywheelSettings
 from trainer.service.stage import CycleConfig, StageError
 
 
@@ -94,15 +95,15 @@ def policy_action_dim(policy: str) -> int:
     return dim
 
 
-def resolve_policy(policy: str, registry_db: str, registry_artifacts: Path) -> str:
+def resolve_policy(policy: str, settings: FlywheelSettings) -> str:
     """A policy artifact folder: ``policy`` itself when it is one, else the registry's version or alias of
     that name (``production``, ``candidate``, ``vla-…``), so a nightly cycle can improve what the fleet runs.
     The run keeps the resolved folder (content-addressed in the artifact store), not the moving alias."""
     if not policy or Path(policy).expanduser().is_dir() or "/" in policy:
         return policy
-    from data_store.registry import Registry, RegistryError, policies
+    from data_store.registry import RegistryError, policies
 
-    registry = Registry(registry_db, registry_artifacts)
+    registry = settings.open_registry()
     try:
         with registry.session() as s:
             return str(policies.resolve(s, policy).artifact_path)

@@ -353,7 +353,7 @@ class RegisterStage:
     def run(self, ctx: StageContext) -> StageOutput:
         import sqlalchemy as sa
 
-        from data_store.registry import FLEET, Registry, policies
+        from data_store.registry import FLEET, policies
         from data_store.registry.models import PolicyVersion
 
         evaluation = ctx.inputs["evaluate"]
@@ -363,7 +363,7 @@ class RegisterStage:
             ctx.report(1, 1)
             return StageOutput(metrics=metrics, info={"outcome": "no improvement", "reason": reason})
         tag = training_run_tag(ctx.key)
-        registry = Registry(ctx.settings.registry_db, ctx.settings.registry_artifacts_dir)
+        registry = ctx.settings.open_registry()
         try:
             with registry.session() as s:
                 row = s.scalar(sa.select(PolicyVersion).where(PolicyVersion.training_run == tag))
