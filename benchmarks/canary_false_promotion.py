@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from data_store.measure import emit
 from data_store.registry import Invalid
 from data_store.registry.rollouts import (
     ALPHA,
@@ -41,7 +42,6 @@ from data_store.registry.rollouts import (
     operating_characteristics,
 )
 from data_store.stats import wilson
-from trainer.bench_report import emit
 
 NAME = "canary_false_promotion"
 

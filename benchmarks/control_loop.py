@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from data_store.episodes import EpisodeStore
+from data_store.measure import emit
 from robot_agent.loop import EpisodeResult, run_episode
 from robot_agent.policies import ScriptedPolicy
 from robot_agent.robots.sim import SimRobot
 from robot_agent.slot import PolicySlot
-from trainer.bench_report import emit
 
 MODES = {"no_recording": None, "sync": 0.0, "buffered_1s": 1.0}  # name -> EpisodeWriter buffer_s
 

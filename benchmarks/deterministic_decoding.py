@@ -74,7 +74,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from trainer.bench_report import machine
+    from data_store.measure import machine
     from trainer.evaluate import scene_outcomes
     from trainer.recipe import VALIDATION_SEED, recipe
     from vla.artifact import load_artifact

@@ -51,8 +51,8 @@ def main() -> None:
 
     torch.set_num_threads(1)
     from data_store.episodes import EpisodeStore
+    from data_store.measure import machine
     from sim.tasks import resolve_task
-    from trainer.bench_report import machine
     from trainer.cycle import imagination_for, improve
     from trainer.evaluate import EVAL_SEED, scene_outcomes
     from trainer.recipe import recipe

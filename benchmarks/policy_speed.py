@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -30,12 +29,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from data_store.measure import machine
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def machine() -> str:
-    python = f"{platform.python_implementation()} {platform.python_version()}"
-    return f"{platform.machine()} {platform.processor() or 'cpu'} x{os.cpu_count()} ({python})"
 
 
 def _percentile(values: list[float], q: float) -> float:

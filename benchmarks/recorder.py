@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from data_store.episodes import EpisodeStore, EpisodeWriter
+from data_store.measure import machine
 from data_store.schema import Observation, RobotSpec
-from trainer.bench_report import machine
 
 
 @dataclass(frozen=True)

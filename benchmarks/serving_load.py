@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 from serving_common import percentile, start_server, tiny_artifact, upload
 
-from trainer.bench_report import emit
+from data_store.measure import emit
 
 ROBOTS = 20
 MIX = (("heartbeat", 50), ("desired", 20), ("episode", 15), ("robots", 10), ("policies", 5))

@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 from serving_common import percentile, start_server, tiny_artifact, upload
 
-from trainer.bench_report import emit
+from data_store.measure import emit
 
 
 def main() -> None:

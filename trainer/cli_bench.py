@@ -143,7 +143,7 @@ def register(train: typer.Typer, bench: typer.Typer) -> None:
         """Wall time and peak memory of imagined RL; trajectories per hour; growth with G, batch and horizon."""
         import json
 
-        from trainer.bench_report import machine
+        from data_store.measure import machine
         from trainer.cost_bench import GRID, QUICK_GRID, markdown, scaling, stage_times
 
         if from_run is not None:

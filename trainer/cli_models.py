@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from trainer.bench_report import emit
+from data_store.measure import emit
 
 console = Console()
 

@@ -126,7 +126,6 @@ def register(train: typer.Typer, bench: typer.Typer) -> None:
         threads: int = typer.Option(1, "--threads", min=1, help="torch intra-op threads."),
     ) -> None:
         """The base-policy table: success vs N demos per task, one multi-task policy per N (JSON lines)."""
-        import platform
         import sys
 
         try:
@@ -145,14 +144,14 @@ def register(train: typer.Typer, bench: typer.Typer) -> None:
         from trainer.base_table import BaseTableConfig, run_base_table
 
         cfg = BaseTableConfig(tasks=task_list, demos=ns, episodes=episodes, preset=preset, steps=steps, noise=noise)
-        machine = f"{platform.machine()} {platform.processor() or ''} cpus={__import__('os').cpu_count()}".strip()
+        from data_store.measure import machine
 
         def emit(row: dict) -> None:
             print(
                 json.dumps(
                     {
                         **row,
-                        "machine": machine,
+                        "machine": machine(),
                         "config": {"threads": threads, "noise": noise, "steps": steps, "preset": preset},
                     }
                 ),

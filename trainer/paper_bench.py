@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainer.bench_report import machine, peak_rss_mib
+from data_store.measure import machine, peak_rss_mib
 from trainer.recipe import VALIDATION_SEED, Recipe, recipe
 
 DEFAULT_TASKS = ("drawer-close", "window-open", "drawer-open", "button-press-topdown")  # trainer/base_table.py

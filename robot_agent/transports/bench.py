@@ -9,22 +9,19 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 
 import numpy as np
 
+from data_store.measure import machine
 from robot_agent import ros_mapping
 from robot_agent.transports import dds
 
-MACHINE = f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}"
-
 
 def _line(name: str, figure: str, value: float, unit: str, config: str) -> None:
-    row = {"name": name, "figure": figure, "value": round(value, 4), "unit": unit, "machine": MACHINE}
+    row = {"name": name, "figure": figure, "value": round(value, 4), "unit": unit, "machine": machine()}
     print(json.dumps({**row, "config": config}), flush=True)
 
 

@@ -9,7 +9,6 @@ result is read back from the result backend. A cycle is 6 tasks plus a chord, so
 from __future__ import annotations
 
 import os
-import platform
 import secrets
 import signal
 import statistics
@@ -21,11 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from data_store.measure import machine
 from trainer.service.settings import ServiceSettings
-
-
-def machine() -> str:
-    return f"{platform.node()} {platform.machine()} {os.cpu_count()} cpu, python {platform.python_version()}"
 
 
 def _env(settings: ServiceSettings) -> dict[str, str]:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainer.bench_report import machine, peak_rss_mib
+from data_store.measure import machine, peak_rss_mib
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""JSON lines for benchmarks: one row per figure, with the machine it was measured on (stdlib only)."""
+"""JSON lines for benchmarks: one row per figure, with the machine it was measured on and its load (stdlib only).
+
+Every benchmark in the project reports through this module (the robot's, the server's and the trainer's), so a figure
+always names the host, the CPU, the cores and the 1-minute load average it was taken at."""
 
 from __future__ import annotations
 
