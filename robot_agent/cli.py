@@ -190,7 +190,7 @@ def run(
         with progress:
             episodes_bar = progress.add_task("episodes", total=episodes, note="")
             steps_bar = progress.add_task(  # a log (not a terminal) gets the episodes' lines, not every step's
-                "step", total=max_steps or getattr(robot, "max_steps", None), note="", visible=console.is_terminal
+                "step", total=max_steps or robot.max_steps, note="", visible=console.is_terminal
             )
             live = _LiveSteps(progress, steps_bar)
             for i in range(episodes):

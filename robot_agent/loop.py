@@ -140,9 +140,9 @@ class Runtime:
         stop_event: threading.Event | None = None,
     ) -> None:
         self.robot, self.slot = robot, slot
-        self.safety = make_filter(safety, robot.spec, getattr(robot, "safety_preset", "default"))
+        self.safety = make_filter(safety, robot.spec, robot.safety_preset)
         self.subscribers = list(subscribers)
-        self.pace = bool(getattr(robot, "needs_pacing", False)) if pace is None else pace
+        self.pace = robot.needs_pacing if pace is None else pace
         self.stop_on_success, self.temperature = stop_on_success, temperature
         self.stop_event = stop_event or threading.Event()
 
@@ -151,7 +151,7 @@ class Runtime:
     ) -> EpisodeResult:
         subs = [*self.subscribers, *subscribers]
         robot, safety = self.robot, self.safety
-        max_steps = int(max_steps or getattr(robot, "max_steps", None) or DEFAULT_MAX_STEPS)
+        max_steps = int(max_steps or robot.max_steps or DEFAULT_MAX_STEPS)
         clock = _Clock(robot.spec.fps, self.pace, self.stop_event)
         episode_id = next((s.episode_id for s in subs if isinstance(s, Recorder)), None)
         tally = _Tally()

@@ -34,6 +34,14 @@ class Robot(ABC):
     """One arm with its cameras. Every method is called from the control-loop thread only."""
 
     name: ClassVar[str] = "robot"
+    # What the control loop asks of a robot besides its methods (robot_agent/loop.py):
+    needs_pacing: bool = False  # True: the loop paces steps on the wall clock (send_action does not keep the rate)
+    safety_preset: str = "default"  # the robot_agent.safety.PRESETS entry the loop's filter starts from
+
+    @property
+    def max_steps(self) -> int | None:
+        """An episode's step limit when the robot knows one (a simulated task's); None: the loop's default."""
+        return None
 
     @property
     @abstractmethod
