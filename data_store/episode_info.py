@@ -1,6 +1,6 @@
 """What the store knows about one episode without reading its frames: ``EpisodeInfo``.
 
-The source of truth is the attributes of the episode's Zarr group (DESIGN.md "Contracts/Episode");
+The source of truth is the attributes of the episode's Zarr group (docs/architecture.md, "Contracts", Episode);
 the catalog is an index of these records that can be rebuilt from the groups alone.
 """
 

@@ -1,6 +1,6 @@
 """The episode store: one Zarr v3 group per episode, written step by step, crash-safe, read from any process.
 
-Layout of ``<root>/<episode_id>/`` (DESIGN.md "Contracts/Episode"):
+Layout of ``<root>/<episode_id>/`` (docs/architecture.md, "Contracts", Episode):
 
 - ``images/<camera>``: uint8 ``[T, H, W, 3]``, one frame per chunk, blosc-zstd level 1;
 - ``depth/<camera>``: uint16 ``[T, H, W]`` (only for depth cameras), one frame per chunk;
@@ -11,8 +11,8 @@ Layout of ``<root>/<episode_id>/`` (DESIGN.md "Contracts/Episode"):
 
 Step ``t`` holds the observation seen at tick ``t`` and the action sent after it.
 
-Publishing protocol (PLATFORM.md: zarr grows an array's shape before its chunk is written, so a reader
-in another process could see frames that are not there yet): the writer resizes the arrays ahead in
+Publishing protocol (zarr grows an array's shape before its chunk is written, as measured on our 2-core VM,
+so a reader in another process could see frames that are not there yet): the writer resizes the arrays ahead in
 blocks, writes the step's chunks (each chunk file is written atomically by zarr's LocalStore), and only
 then rewrites the group attributes with the new ``length`` (also atomic). Readers read ``[:length]``.
 So a ``kill -9`` loses at most the step being written, and every published step stays readable.
@@ -219,7 +219,7 @@ class EpisodeWriter:
             else:
                 writes.append(arr.async_array.setitem(slice(first, last + 1), np.stack([v[name] for _, v in steps])))
         await asyncio.gather(*writes)
-        # Publish only after every chunk of the steps is on disk (PLATFORM.md: never the other way round).
+        # Publish only after every chunk of the steps is on disk, never the other way round.
         await self._async_group.update_attributes({"length": steps[-1][0] + 1, "writer": dict(self._writer)})
 
     def _drain(self) -> None:

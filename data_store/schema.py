@@ -1,6 +1,6 @@
 """The contracts that cross package boundaries: observations, action chunks, episode specs.
 
-Shapes are written at the boundary (DESIGN.md, "Contracts"):
+Shapes are written at the boundary (docs/architecture.md, "Contracts"):
 
 - ``Observation.images[camera]``: uint8 ``[H, W, 3]``, upright.
 - ``Observation.depth[camera]``: uint16 ``[H, W]`` (optional).
@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 SCHEMA_VERSION = 1
-DEFAULT_CHUNK = 8  # K: WMPO/WoVR action chunk length (PAPERS.md §1.1)
+DEFAULT_CHUNK = 8  # K: WMPO/WoVR action chunk length (arXiv 2511.09515, 2602.13977)
 DEFAULT_FPS = 10.0
 
 EpisodeStatus = Literal["recording", "complete", "aborted"]

@@ -3,12 +3,12 @@
 A sample at step ``t`` of an episode (shapes per sample; a DataLoader's default collate adds the batch axis):
 
 - ``frames``: uint8 ``[C, H, W, 3]``: the context. With ``anchor_first`` the episode's first frame comes
-  first (WoVR's first-frame anchoring, PAPERS.md), then the last ``context`` frames up to and including
+  first (WoVR's first-frame anchoring, arXiv 2602.13977), then the last ``context`` frames up to and including
   ``t`` (steps before 0 repeat frame 0; ``frames_mask`` bool ``[C]`` is False for those repeats);
 - ``future_frames``: uint8 ``[K, H, W, 3]`` frames ``t+1 .. t+K`` (only with ``future=True``, for the
   world model, which predicts them from the context and the action chunk), ``future_mask`` bool ``[K]``;
 - ``state``: float32 ``[S]`` at ``t``; ``instruction``: str; ``task``: str;
-- ``actions``: float32 ``[K, A]``: the chunk ``t .. t+K-1`` (K = 8, PAPERS.md §1.1); past the episode's
+- ``actions``: float32 ``[K, A]``: the chunk ``t .. t+K-1`` (K = 8 as in WMPO, arXiv 2511.09515); past the episode's
   end the last action repeats and ``actions_mask`` bool ``[K]`` is False;
 - ``episode_id``: str, ``step``: int, ``success``: float32 (1, 0, or NaN when unknown).
 

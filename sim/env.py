@@ -264,7 +264,7 @@ def _fast_renderer(model: Any, height: int, width: int) -> Any:
 
     Per frame on one core (64×64, drawer-close, CPU time): gymnasium's renderer 21 ms; without
     reflections 16 ms; ``mujoco.Renderer`` (reads colour only, no depth) without 4× multisampling or
-    reflections 7 ms. Shadows are off too (``shadowsize = 0``, PLATFORM.md). The look changes little:
+    reflections 7 ms. Shadows are off too (``shadowsize = 0``). The look changes little:
     edges are aliased and the table shows no reflection of the arm.
     """
     import mujoco

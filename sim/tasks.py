@@ -10,7 +10,7 @@ Camera views were chosen by looking at renders (``flywheel sim render``) of seve
   occlusion of the table by the arm in the start pose. Drawers, buttons, windows and doors are 10–25
   pixels wide at 64×64 with the camera's own 60° field of view.
 - Small objects (the push / pick-place puck, the reach target, the faucet handle) are 2–4 pixels in
-  the 60° view (PLATFORM.md), so those tasks narrow ``corner4`` to a 40° field of view: the puck grows
+  the 60° view, so those tasks narrow ``corner4`` to a 40° field of view: the puck grows
   to ~4–6 pixels and object and goal stay inside the frame over the task's whole random reset range.
 - ``topview`` was rejected: the arm hides the puck once it is over it.
 
@@ -49,7 +49,7 @@ class TaskInfo:
 
 _ZOOM = 40.0  # degrees: corner4 narrowed for small objects (see module docstring)
 
-# max_steps: the scripted expert finishes these in 45–110 steps (PLATFORM.md and our own runs);
+# max_steps: the scripted expert finishes these in 45–110 steps (measured in our own runs);
 # the defaults leave room for a policy that is slower or corrects itself.
 _REGISTRY: tuple[TaskInfo, ...] = (
     TaskInfo(

@@ -8,8 +8,8 @@ from the demos' seeds 0, 1, ...). Prints one JSON line per (task, N) and one sum
 Demonstrations are nested: the N=5 set is the first 5 successful demos of the N=25 set, so the rows
 differ only in how much data the policy saw. Every N trains the same number of steps.
 
-Where this departs from WMPO (PAPERS.md §1.1): their base policy is OpenVLA-OFT SFT on 300 demos per
-MimicGen task and lands at 19.5–46.9% success; here a ~0.4 M-parameter policy trained from scratch on a
+Where this departs from WMPO (arXiv 2511.09515): their base policy is OpenVLA-OFT SFT on 300 demos per
+MimicGen task and lands at 19.5–46.9% success (Table 1); here a ~0.4 M-parameter policy trained from scratch on a
 CPU. The point is the same: a base that is neither hopeless nor solved, for the flywheel to improve.
 """
 

@@ -1,16 +1,16 @@
 """WMPO in imagination, and WoVR's policy–world-model co-evolution (PACE) on top of it.
 
-:func:`wmpo` is WMPO's RL stage (PAPERS.md §1.1 steps 5–7): starts from the store's real episodes (first
-frames, plus a ``kir_share`` of keyframe starts for WoVR KIR, §2.5), imagined groups from
+:func:`wmpo` is WMPO's RL stage (arXiv 2511.09515, §3): starts from the store's real episodes (first
+frames, plus a ``kir_share`` of keyframe starts for WoVR's KIR), imagined groups from
 ``trainer/imagine.py``, the GRPO update of ``trainer/grpo.py``.
 
-:func:`coevolve` is WoVR PACE (§2.1 step 5): RL in WM_Base → collect a *limited* set of real rollouts of
+:func:`coevolve` is WoVR PACE (arXiv 2602.13977): RL in WM_Base → collect a *limited* set of real rollouts of
 the evolved policy → fine-tune the world model and the reward model on the old and new episodes
-(WM_Evo) → continue RL. Done once, as WoVR does ("only once, or at very low frequency"). The lifelong
-loop of WMPO §4.5 repeats the same three steps per round (``trainer/lifelong.py``).
+(WM_Evo) → continue RL. Done once, as WoVR does ("only once, or at very low frequency", §4.3). The
+lifelong loop of WMPO §4.5 repeats the same three steps per round (``trainer/lifelong.py``).
 
-Departures: the number of extra real rollouts is not in WoVR's available text (PAPERS.md §6); ours is a
-parameter, and the bench counts those episodes in the variant's real budget.
+Departures: the number of extra real rollouts is not in the WoVR text we could read (its appendix and
+RLinf code); ours is a parameter, and the bench counts those episodes in the variant's real budget.
 """
 
 from __future__ import annotations

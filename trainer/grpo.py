@@ -1,4 +1,4 @@
-"""GRPO as in WMPO (PAPERS.md §1.1 step 7, §1.4) with WoVR's options (§2.4): one file, top to bottom.
+"""GRPO as in WMPO (arXiv 2511.09515, §3, Table 4) with WoVR's options (arXiv 2602.13977): one file, top to bottom.
 
 The update is on-policy GRPO over *trajectories* that someone else rolled out: imagined in the world
 model (``trainer/imagine.py``) or run in the simulator (``trainer/sim_grpo.py``). Both hand over a
@@ -13,7 +13,7 @@ model (``trainer/imagine.py``) or run in the simulator (``trainer/sim_grpo.py``)
 4. Clipped surrogate per action chunk with asymmetric clipping ε_low 0.20, ε_high 0.28 (DAPO; both
    papers), no KL term and no reference model (``kl_coef=0``), no entropy bonus.
 5. Masking: chunks after the first success are not in the loss (WMPO ``generate_traj_mask``); a KIR
-   prefix is never in the batch at all (it is world-model context, not a policy decision; WoVR §2.5).
+   prefix is never in the batch at all (it is world-model context, not a policy decision; WoVR's KIR).
 6. Aggregation: token-mean over all valid chunks of the mini-batch (WMPO / WoVR code,
    ``loss_agg_func: token-mean``), or WoVR's length-normalised objective
    ``(1/N) Σ_i (1/T_i^valid) Σ_t`` (Eq. 11) with ``length_normalised=True``.
@@ -159,7 +159,7 @@ def group_advantages(success: torch.Tensor, group_size: int, eps: float = 1e-6) 
 
 
 def informative_groups(success_rate: torch.Tensor, low: float = 0.1, high: float = 0.9) -> torch.Tensor:
-    """bool [groups]: groups whose success rate lies in [low, high] (dynamic sampling, PAPERS.md §1.1)."""
+    """bool [groups]: groups whose success rate lies in [low, high] (dynamic sampling as in WMPO, arXiv 2511.09515)."""
     return (success_rate >= low) & (success_rate <= high)
 
 

@@ -3,8 +3,8 @@
 1. ``replay_quality``: for each held-out real episode, the world model replays the recorded actions open-loop
    from the real first frame over the whole episode; PSNR, SSIM and a feature distance between imagined frame
    t+1 and real frame t+1 are averaged per horizon bucket (1–8, 9–16, 17–32, 33–64, 65+ steps), which shows
-   where errors accumulate (WoVR §2.2 reports LPIPS/FID/FVD over 512-step rollouts; we have no pretrained LPIPS
-   net offline, hence the feature distance below).
+   where errors accumulate (WoVR's appendix Table 1 reports LPIPS/FID/FVD over 512-step rollouts; we have no
+   pretrained LPIPS net offline, hence the feature distance below).
 2. ``success_agreement``: the reward model judges each imagined replay (success if any frame reaches its
    threshold); the verdict is compared with the real outcome, per task — the "honest test" of issue 4. The same
    reward model's verdict on the real frames is reported beside it, to separate reward-model from world-model

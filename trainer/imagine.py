@@ -1,4 +1,4 @@
-"""Imagined rollouts (WMPO §3, ``run_wm_inference``; PAPERS.md §1.1 steps 5–6, WoVR §2.1 step 4).
+"""Imagined rollouts (WMPO, arXiv 2511.09515, §3 and ``run_wm_inference``; WoVR, arXiv 2602.13977).
 
 From real start frames out of the store, B×G trajectories advance together, chunk by chunk:
 
@@ -85,7 +85,7 @@ def first_frame_start(
     context_len: int = 5,
     episode_id: str = "",
 ) -> StartState:
-    """WMPO's start: the first frame repeated to fill the context queue (PAPERS.md §1.1 step 5), no-op actions."""
+    """WMPO's start: the first frame repeated to fill the context queue (WMPO's ``run_wm_inference``), no-op actions."""
     a = actions.shape[-1]
     return StartState(
         context_frames=np.repeat(frames[:1], context_len, axis=0),

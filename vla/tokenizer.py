@@ -1,4 +1,4 @@
-"""Action tokens: each action dimension discretised into 256 bins (OpenVLA; WMPO PAPERS.md §1.1).
+"""Action tokens: each action dimension discretised into 256 bins (OpenVLA; WMPO, arXiv 2511.09515).
 
 Bin edges are uniform between the dataset's per-dimension 1st and 99th percentiles (q01, q99), as
 OpenVLA does; values outside are clipped into the first/last bin. Decoding returns bin centres.
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-N_BINS = 256  # WMPO / OpenVLA-OFT: 256 bins per action dimension (PAPERS.md §1.1)
+N_BINS = 256  # WMPO / OpenVLA-OFT: 256 bins per action dimension (arXiv 2511.09515)
 _MIN_WIDTH = 1e-6  # a dimension that never varies still gets bins of non-zero width
 
 

@@ -1,6 +1,6 @@
 """The artifact store: a folder of policy artifacts, one directory per content digest.
 
-A policy artifact (DESIGN.md, "Policy artifact") is a directory with ``model.safetensors``,
+A policy artifact (docs/architecture.md, "Contracts") is a directory with ``model.safetensors``,
 ``config.json``, ``norm_stats.json`` and ``manifest.json``; the manifest holds the sha256 of every
 other file. The digest of an artifact is the sha256 of its ``manifest.json`` bytes, so it covers
 every file (a Merkle root one level deep) and the same artifact always lands in the same place.

@@ -2,8 +2,8 @@
 
 Every field reads ``FLYWHEEL_<NAME>`` from the environment (pydantic-settings). With nothing set, the
 service needs no server at all: Celery's SQLAlchemy transport on a SQLite file is the broker and a
-SQLite database is the result backend, both under ``FLYWHEEL_DATA_DIR`` (PLATFORM.md: 0.5–0.7 s a
-round trip across processes, which is nothing next to a training stage). Production sets
+SQLite database is the result backend, both under ``FLYWHEEL_DATA_DIR`` (0.5–0.7 s a round trip across
+processes, measured on our 2-core VM, which is nothing next to a training stage). Production sets
 ``FLYWHEEL_BROKER_URL=redis://host:6379/0`` (0.07 s a round trip) and, usually, the same URL for the
 result backend.
 """

@@ -122,7 +122,7 @@ _MODELS = ("world_model", "reward_model")
 
 
 class WorldModelStage:
-    """Fit the action-conditioned video world model on the snapshot (WMPO §3.2, WoVR §2.2):
+    """Fit the action-conditioned video world model on the snapshot (WMPO §3.2; WoVR, arXiv 2602.13977):
     ``trainer.cycle.fit_world_model_step``; fine-tuned from ``continue_from``'s model when the config names one.
 
     Options: ``checkpoint_every``, ``log_every``, ``camera``. Checkpoints go to ``out/world_model/checkpoint`` and
@@ -205,7 +205,7 @@ def cycle_models(ctx: StageContext, recipe: Any) -> tuple[Any, Any]:
 
 class ImaginedGRPOStage:
     """GRPO on rollouts imagined in the world model, from the snapshot's first frames and, with the recipe's
-    ``kir_share``, keyframes (WMPO §3.3, WoVR KIR §2.5): ``trainer.cycle.improve``. The first frames of a
+    ``kir_share``, keyframes (WMPO §3.3, WoVR's KIR): ``trainer.cycle.improve``. The first frames of a
     ``judge_share`` of the episodes are held out for the evaluation stage.
 
     Options: ``camera``, ``checkpoint_every`` (iterations). Resume: the policy is saved to the checkpoint folder

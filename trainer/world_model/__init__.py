@@ -1,4 +1,4 @@
-"""The action-conditioned pixel-space video world model (WMPO §3.2, WoVR §2.2).
+"""The action-conditioned pixel-space video world model (WMPO §3.2; WoVR, arXiv 2602.13977).
 
     from trainer.world_model import PixelWorldModel, WorldModelConfig, PRESETS, train_world_model, load_episodes
 

@@ -1,6 +1,6 @@
-"""World-model configuration: a frozen dataclass with named presets (DESIGN.md, "How the code should read").
+"""World-model configuration: a frozen dataclass with named presets (docs/architecture.md, "How the code reads").
 
-The numbers follow WMPO §3.2 and WoVR §2.2 (PAPERS.md §1.2, §2.2) scaled down to a 2-core CPU:
+The numbers follow WMPO (arXiv 2511.09515, §3.2) and WoVR's world model (arXiv 2602.13977) scaled down to a 2-core CPU:
 
 - ``chunk_size`` K=8 frames per action chunk (both papers).
 - context = 1 fixed reference frame (the episode's first, WoVR "first-frame anchoring") + ``memory_frames``

@@ -5,8 +5,8 @@
     frames, state = wm.step(state, action_chunk)            # float32 [B, K, A] -> uint8 [B, K, H, W, 3]
     frames = wm.rollout(first_frames, actions)              # uint8 [B, H, W, 3], float32 [B, T, A] -> [B, T, H, W, 3]
 
-Autoregressive, chunk by chunk (WMPO §3.1, WoVR §2.2): the reference frame stays fixed for the whole rollout and
-the last M generated frames become the next memory. Sampling is seeded per ``reset`` (``seed``), so the same
+Autoregressive, chunk by chunk (WMPO §3.1; WoVR, arXiv 2602.13977): the reference frame stays fixed for the whole
+rollout and the last M generated frames become the next memory. Sampling is seeded per ``reset`` (``seed``), so the same
 seed gives the same imagined frames.
 """
 

@@ -13,7 +13,7 @@ postprocessor, float32 ``[K, A]``. LeRobot's action heads are continuous (regres
 flow matching), so there are no action tokens and no ``sample``/``log_prob``: this adapter is a
 ``Policy`` the robot can run, not a ``TrainablePolicy`` GRPO can train.
 
-lerobot >= 0.5 needs Python >= 3.12 (PLATFORM.md), so it is an optional extra that the test machine
+lerobot >= 0.5 needs Python >= 3.12, so it is an optional extra that the test machine
 does not have: without it, ``MissingDependency`` says ``pip install 'vla-flywheel[lerobot]'``.
 """
 
