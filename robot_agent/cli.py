@@ -107,10 +107,11 @@ def run(
     run; a second Ctrl-C interrupts immediately.
     """
     from data_store.episodes import EpisodeStore
+    from data_store.optional import MissingDependency
     from robot_agent.loop import EpisodeInterrupted, EpisodeResult, Runtime
     from robot_agent.policies import load_policy
     from robot_agent.recorder import Recorder
-    from robot_agent.robots.base import MissingDependency, Robot, RobotFault, make_robot
+    from robot_agent.robots.base import Robot, RobotFault, make_robot
     from robot_agent.safety import SafetyConfig
     from robot_agent.slot import PolicySlot
 

@@ -192,7 +192,7 @@ def _is_lerobot_checkpoint(path: Path) -> bool:
 
 
 def _load_lerobot(path: Path) -> Policy:
-    from vla.adapters import MissingDependency
+    from data_store.optional import MissingDependency
     from vla.adapters.lerobot import LeRobotPolicy
 
     try:

@@ -21,21 +21,11 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from data_store.digest import ArtifactError, sha256_file
+
 FORMAT = "vla-flywheel/policy-artifact/1"
 PAYLOAD = ("model.safetensors", "config.json", "norm_stats.json")
 MANIFEST = "manifest.json"
-
-
-class ArtifactError(Exception):
-    """The artifact is missing a file, was altered, or its parts disagree. The message names which."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def version_id(file_hashes: dict[str, str]) -> str:

@@ -12,7 +12,6 @@ Tarballs are unpacked with ``safe_extract``: regular files and folders only, no 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -23,20 +22,10 @@ import threading
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from data_store.digest import ArtifactError, sha256_file
+
 MANIFEST = "manifest.json"
 MAX_ARTIFACT_BYTES = 4 << 30
-
-
-class ArtifactError(ValueError):
-    """An artifact is malformed or unsafe. The message says what is wrong."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def artifact_digest(artifact_dir: Path) -> str:

@@ -25,8 +25,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from data_store.optional import MissingDependency
 from robot_agent.cameras.base import Camera, Frame
-from robot_agent.robots.base import MissingDependency
 
 INSTALL = "pip install 'vla-flywheel[realsense]'   # pyrealsense2; on Linux also: apt-get install libusb-1.0-0"
 

@@ -17,15 +17,6 @@ import numpy as np
 from data_store.schema import Observation, RobotSpec
 
 
-class MissingDependency(RuntimeError):
-    """An optional library is not installed. The message carries the exact install command."""
-
-    def __init__(self, package: str, install: str) -> None:
-        super().__init__(f"{package} is not installed. Install it with:\n    {install}")
-        self.package = package
-        self.install = install
-
-
 class RobotFault(RuntimeError):
     """The robot cannot go on (no driver answers, a fault reported by the hardware). The message says why."""
 

@@ -32,9 +32,10 @@ from typing import Any
 
 import numpy as np
 
+from data_store.optional import MissingDependency
 from data_store.schema import Observation, RobotSpec
 from robot_agent.hardware_safety import HardwareSafety, load_limits
-from robot_agent.robots.base import MissingDependency, Robot, register_robot
+from robot_agent.robots.base import Robot, register_robot
 
 INSTALL = (
     "pip install 'lerobot[feetech]>=0.5'   # needs Python >= 3.12; or: pip install 'vla-flywheel[lerobot]'\n"

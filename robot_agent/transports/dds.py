@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from data_store.optional import MissingDependency
 from robot_agent import ros_mapping
-from robot_agent.robots.base import MissingDependency
 from robot_agent.transports import image_cdr
 
 INSTALL = "pip install 'vla-flywheel[ros]'   # cyclonedds + ros2-pyterfaces[cyclone,cydr]"

@@ -8,7 +8,7 @@ import pytest
 def test_missing_lerobot_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from vla.adapters import MissingDependency
+    from data_store.optional import MissingDependency
     from vla.adapters.lerobot import LeRobotPolicy
 
     monkeypatch.setitem(sys.modules, "lerobot", None)  # importing lerobot now fails, as on this machine

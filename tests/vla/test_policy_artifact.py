@@ -12,8 +12,9 @@ import pytest
 import torch
 from vla_helpers import SPEC, observations, tiny_policy
 
+from data_store.digest import sha256_file
 from vla.artifact import ArtifactError, load_artifact, pack_artifact, save_artifact, unpack_artifact, verify_artifact
-from vla.manifest import PAYLOAD, sha256_file, write_manifest
+from vla.manifest import PAYLOAD, write_manifest
 
 
 def _saved(tmp_path: Path, **kw: object) -> Path:

@@ -7,7 +7,6 @@ training run, dataset, metrics: the same idea as the policy artifact). A trainin
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,16 +18,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from data_store.digest import sha256_file
+
 MODEL_FILE, CONFIG_FILE, MANIFEST_FILE = "model.safetensors", "config.json", "manifest.json"
 OPTIMIZER_FILE, TRAIN_STATE_FILE = "optimizer.safetensors", "train_state.json"
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_model_dir(
@@ -58,7 +51,7 @@ def write_model_dir(
             {
                 "kind": kind,
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "files": {name: sha256(tmp / name) for name in files},
+                "files": {name: sha256_file(tmp / name) for name in files},
                 **(manifest or {}),
             },
             indent=2,
@@ -93,7 +86,7 @@ def finish_interrupted_write(out: str | Path) -> bool:
     files = json.loads((tmp / MANIFEST_FILE).read_text()).get("files", {})
     for name, digest in files.items():
         src = tmp / name if (tmp / name).exists() else out / name
-        if not src.exists() or sha256(src) != digest:
+        if not src.exists() or sha256_file(src) != digest:
             return False
     out.mkdir(parents=True, exist_ok=True)
     for name in files:
@@ -113,7 +106,7 @@ def read_model_dir(path: str | Path, kind: str) -> tuple[dict[str, torch.Tensor]
     if manifest.get("kind") != kind:
         raise ValueError(f"{path}: holds a {manifest.get('kind')!r}, expected {kind!r}")
     for name, digest in manifest["files"].items():
-        if sha256(path / name) != digest:
+        if sha256_file(path / name) != digest:
             raise ValueError(f"{path / name}: sha256 does not match the manifest (corrupt or edited)")
     return load_file(str(path / MODEL_FILE)), json.loads((path / CONFIG_FILE).read_text()), manifest
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from data_store.optional import MissingDependency
 from data_store.schema import ActionChunk, Observation
-from vla.adapters import MissingDependency
 
 INSTALL = (
     "pip install 'vla-flywheel[lerobot]'   # lerobot >= 0.5, Python >= 3.12\n"

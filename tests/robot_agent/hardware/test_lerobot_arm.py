@@ -7,7 +7,8 @@ import importlib.util
 import numpy as np
 import pytest
 
-from robot_agent.robots.base import MissingDependency, make_robot
+from data_store.optional import MissingDependency
+from robot_agent.robots.base import make_robot
 from tests.conftest import need
 
 HAVE_LEROBOT = importlib.util.find_spec("lerobot") is not None
