@@ -54,7 +54,6 @@ class Imagination:
         icfg = ImagineConfig(
             group_size=cfg.grpo.group_size,
             temperature=cfg.grpo.temperature,
-            context_len=context_len(self.world_model),
             proprio="learned" if cfg.proprio == "learned" else "start",
             deploy_members=cfg.deploy_members,
             deploy_temperature=cfg.deploy_temperature,

@@ -122,7 +122,7 @@ def scaling(
             instruction="close the drawer",
             steps_left=point.horizon,
         )
-        icfg = ImagineConfig(group_size=point.group_size, context_len=c)
+        icfg = ImagineConfig(group_size=point.group_size)
         torch.manual_seed(0)
         draw = partial(imagine_rollouts, policy, world_model, reward_model, [start] * point.batch, icfg, "corner4")
         batch, draw_s, draw_mib = measure(partial(draw, proprio_model=proprio))

@@ -332,7 +332,7 @@ def imagined_outcomes(
     """bool [starts, group]: success of ``group`` imagined rollouts of ``policy`` from each start. The world
     model's noise is seeded, so two policies judged with one seed meet the same imagined noise."""
     imagination.world_model.seed = seed
-    cfg = ImagineConfig(group_size=group, temperature=temperature, context_len=context_len(imagination.world_model))
+    cfg = ImagineConfig(group_size=group, temperature=temperature)
     batch = imagine_rollouts(
         policy,
         imagination.world_model,

@@ -25,6 +25,7 @@ real context frames never count as a success.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -58,7 +59,6 @@ class StartState:
 class ImagineConfig:
     group_size: int = 8  # G (both papers)
     temperature: float = 1.6  # both papers
-    context_len: int = 5  # 1 reference frame + 4 memory frames (WoVR); WMPO's 4-frame queue is the same idea
     proprio: Literal["learned", "start"] = "learned"
     # the first ``deploy_members`` rollouts of each group act at ``deploy_temperature`` (what the robot runs: 0 is
     # deterministic) instead of sampling; their log-probs are taken at ``temperature`` like the others' (see grpo.py)
@@ -82,7 +82,7 @@ def first_frame_start(
     state0: np.ndarray,
     instruction: str,
     horizon: int,
-    context_len: int = 5,
+    context_len: int,  # the world model's (``coevolution.context_len``): 1 reference + its memory frames
     episode_id: str = "",
 ) -> StartState:
     """WMPO's start: the first frame repeated to fill the context queue (WMPO's ``run_wm_inference``), no-op actions."""
@@ -223,6 +223,25 @@ def _observation(frame: np.ndarray, state: np.ndarray, instruction: str, camera:
 
 
 @torch.no_grad()
+def check_pairing(policy: Any, world_model: WorldModel, starts: Sequence[StartState]) -> None:
+    """A policy and a world model imagine together only when the model predicts one frame per action of the
+    policy's chunk, and the starts' frames are the size the model was trained at. A ValueError says which."""
+    k_policy, k_model = int(policy.chunk_size), int(world_model.chunk_size)
+    if k_policy != k_model:
+        raise ValueError(
+            f"the policy acts in chunks of {k_policy} actions, the world model predicts {k_model} frames per chunk: "
+            f"train the world model with chunk_size={k_policy}"
+        )
+    want = tuple(int(x) for x in world_model.image_size)
+    for s in starts:
+        got = tuple(int(x) for x in s.context_frames.shape[1:3])
+        if got != want:
+            raise ValueError(
+                f"the start frames are {got[0]}x{got[1]}, the world model's {want[0]}x{want[1]}: "
+                "use a world model trained on episodes recorded at this size"
+            )
+
+
 def imagine_rollouts(
     policy: Any,  # vla TrainablePolicy
     world_model: WorldModel,
@@ -243,6 +262,7 @@ def imagine_rollouts(
         torch.manual_seed(seed)
     if cfg.proprio == "learned" and proprio_model is None:
         raise ValueError("imagine_rollouts: proprio='learned' needs a ProprioModel (ProprioModel.fit on real episodes)")
+    check_pairing(policy, world_model, starts)
     g = cfg.group_size
     rows = [s for s in starts for _ in range(g)]  # group members are consecutive
     n = len(rows)
@@ -356,7 +376,7 @@ def first_frame_starts(
     store: Any,
     task: str,
     horizon: int,
-    context_len: int = 5,
+    context_len: int,
     camera: str | None = None,
     robot_ids: tuple[str, ...] | None = None,
 ) -> list[StartState]:

@@ -53,7 +53,7 @@ PROPRIO = ProprioModel(
 def test_shapes_masks_and_groups(models: tuple[object, object, object]) -> None:
     policy, world_model, reward_model = models
     reward_model.threshold = 2.0  # type: ignore[attr-defined]  # nothing succeeds: masks follow the step budget only
-    cfg = ImagineConfig(group_size=3, context_len=3)
+    cfg = ImagineConfig(group_size=3)
     starts = [_start(0, steps_left=32), _start(1, steps_left=12)]  # the second: a KIR start 4 steps from the end
     batch = imagine_rollouts(policy, world_model, reward_model, starts, cfg, "corner4", seed=0, proprio_model=PROPRIO)
     r = batch.rollouts
@@ -83,7 +83,7 @@ def test_deploy_members_act_as_the_robot_and_keep_the_sampling_log_prob(models: 
     old log-prob is at the sampling temperature, so one GRPO ratio fits the whole group."""
     policy, world_model, reward_model = models
     reward_model.threshold = 2.0  # type: ignore[attr-defined]
-    cfg = ImagineConfig(group_size=3, context_len=3, deploy_members=1, deploy_temperature=0.0)
+    cfg = ImagineConfig(group_size=3, deploy_members=1, deploy_temperature=0.0)
     starts = [_start(0, steps_left=16), _start(1, steps_left=16)]
     batch = imagine_rollouts(policy, world_model, reward_model, starts, cfg, "corner4", seed=0, proprio_model=PROPRIO)
     r = batch.rollouts
@@ -98,7 +98,7 @@ def test_deploy_members_act_as_the_robot_and_keep_the_sampling_log_prob(models: 
 
 def test_post_success_chunks_are_masked(models: tuple[object, object, object]) -> None:
     policy, world_model, reward_model = models
-    cfg = ImagineConfig(group_size=4, context_len=3)
+    cfg = ImagineConfig(group_size=4)
     starts = [_start(2, steps_left=40)]
     reward_model.threshold = 2.0  # type: ignore[attr-defined]
     probe = imagine_rollouts(policy, world_model, reward_model, starts, cfg, "corner4", seed=1, proprio_model=PROPRIO)
@@ -122,7 +122,7 @@ def test_post_success_chunks_are_masked(models: tuple[object, object, object]) -
 
 def test_deterministic_under_a_seed(models: tuple[object, object, object]) -> None:
     policy, world_model, reward_model = models
-    cfg = ImagineConfig(group_size=2, context_len=3)
+    cfg = ImagineConfig(group_size=2)
     starts = [_start(3, steps_left=16)]
     a = imagine_rollouts(policy, world_model, reward_model, starts, cfg, "corner4", seed=7, proprio_model=PROPRIO)
     b = imagine_rollouts(policy, world_model, reward_model, starts, cfg, "corner4", seed=7, proprio_model=PROPRIO)
@@ -134,7 +134,7 @@ def test_deterministic_under_a_seed(models: tuple[object, object, object]) -> No
 
 def test_one_grpo_update_on_imagined_rollouts(models: tuple[object, object, object]) -> None:
     policy, world_model, reward_model = models
-    cfg = ImagineConfig(group_size=4, context_len=3)
+    cfg = ImagineConfig(group_size=4)
     batch = imagine_rollouts(
         policy, world_model, reward_model, [_start(4, 16)], cfg, "corner4", seed=0, proprio_model=PROPRIO
     )
@@ -175,3 +175,22 @@ def test_proprio_net_follows_a_lagged_saturating_arm_better_than_the_linear_mode
             s, carry = model.roll(s, actions[None, t : t + 8], carry)
         errors[name] = float(np.abs(s[0] - states[32]).max())
     assert errors["net"] < 0.5 * errors["linear"], errors
+
+
+def test_a_policy_and_world_model_that_do_not_fit_together_are_refused(models: tuple[object, object, object]) -> None:
+    """The chunk sizes must agree and the starts must be at the world model's frame size: said in one sentence."""
+    from dataclasses import replace
+
+    from trainer.world_model import PRESETS as WM_PRESETS
+    from trainer.world_model import PixelWorldModel
+    from trainer.world_model.network import ChunkDenoiser
+
+    policy, world_model, reward_model = models
+    cfg = ImagineConfig(group_size=2)
+    other_k = PixelWorldModel(ChunkDenoiser(replace(WM_PRESETS["tiny"], chunk_size=4)))
+    with pytest.raises(ValueError, match="chunks of 8 actions, the world model predicts 4 frames"):
+        imagine_rollouts(policy, other_k, reward_model, [_start(0, 16)], cfg, "corner4", proprio_model=PROPRIO)
+    small = _start(0, 16)
+    small = StartState(small.context_frames[:, :32, :32], small.context_actions, small.state, small.instruction, 16)
+    with pytest.raises(ValueError, match="start frames are 32x32, the world model's 64x64"):
+        imagine_rollouts(policy, world_model, reward_model, [small], cfg, "corner4", proprio_model=PROPRIO)

@@ -216,3 +216,17 @@ def test_a_checkpoint_write_killed_during_its_swap_is_finished_on_resume(
     assert config == {"v": 2} and torch.equal(weights["weight"], new.weight.detach())
     assert json.loads((tmp_path / "ckpt" / "train_state.json").read_text())["step"] == 4
     assert not (tmp_path / "ckpt.tmp").exists() and not ck.finish_interrupted_write(tmp_path / "ckpt")
+
+
+def test_the_frame_size_comes_from_the_episodes(tmp_path: Path) -> None:
+    """A fresh model takes its frame size from the episodes, not from the preset; a fine-tune on frames of
+    another size, or episodes of mixed sizes, are refused with the sizes named."""
+    ep = counting_episode(12, eid="a")
+    small = RecordedEpisode("s", "count", "v0", ep.frames[:, :32, :48].copy(), ep.actions, True)
+    train = TrainConfig(steps=1, batch_size=2, log_every=1, warmup_steps=1)
+    fresh = fit_world_model([small], tmp_path / "small", config=TINY, train=train, progress=False)
+    assert tuple(fresh.model.image_size) == (32, 48) != tuple(TINY.image_size)
+    with pytest.raises(ValueError, match="frames are 64x64, the world model's 32x48"):
+        fit_world_model([ep], tmp_path / "ft", train=train, finetune_from=fresh.model, progress=False)
+    with pytest.raises(ValueError, match="differ in size"):
+        fit_world_model([ep, small], tmp_path / "mixed", config=TINY, train=train, progress=False)

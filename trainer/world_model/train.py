@@ -75,6 +75,15 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
 
+def frame_size(episodes: Sequence[RecordedEpisode]) -> tuple[int, int]:
+    """(H, W) of the episodes' frames; a ValueError naming them when they differ."""
+    sizes = {tuple(int(x) for x in e.frames.shape[1:3]) for e in episodes}
+    if len(sizes) != 1:
+        raise ValueError(f"the episodes' frames differ in size ({sorted(sizes)}): record every episode at one size")
+    h, w = sizes.pop()
+    return h, w
+
+
 def fit_world_model(
     episodes: Sequence[RecordedEpisode],
     out: str | Path,
@@ -106,7 +115,8 @@ def fit_world_model(
         weights = None
         cfg = config or WorldModelConfig()
         mean, std = fit_action_stats(episodes)
-        cfg = cfg.replace(action_mean=mean, action_std=std, action_dim=len(mean))
+        # the frame size and the action space come from the episodes, never from the preset
+        cfg = cfg.replace(action_mean=mean, action_std=std, action_dim=len(mean), image_size=frame_size(episodes))
     if context_noise is not None:  # a training-only setting: it may change when fine-tuning a trained model
         cfg = cfg.replace(context_noise=context_noise)
     torch.manual_seed(train.seed)
@@ -117,6 +127,12 @@ def fit_world_model(
     if resume and (ckpt / "train_state.json").exists():
         start_step = int(load_optimizer(opt, ckpt)["step"])
 
+    if frame_size(episodes) != tuple(cfg.image_size):
+        h, w = frame_size(episodes)
+        raise ValueError(
+            f"the episodes' frames are {h}x{w}, the world model's {cfg.image_size[0]}x{cfg.image_size[1]}: "
+            "fine-tune a model trained at this frame size, or train one from scratch"
+        )
     windows = ChunkWindows(episodes, cfg.chunk_size, cfg.memory_frames)
     mean_t = torch.tensor(cfg.action_mean or (0.0,) * cfg.action_dim)
     std_t = torch.tensor(cfg.action_std or (1.0,) * cfg.action_dim)
