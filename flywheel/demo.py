@@ -159,16 +159,25 @@ def _robot_run(
     server: str | None = None,
     temperature: float = 0.0,
 ) -> None:
-    """``flywheel robot run`` itself, called as a function (the operator's command, live display and all)."""
-    from robot_agent.cli import LabelMode
-    from robot_agent.cli import run as robot_run
+    """An agent session with the operator's live display, as ``flywheel robot run`` runs it."""
+    from robot_agent.display import run_shown
+    from robot_agent.session import SessionConfig
 
-    robot_run(
-        robot_name="sim", task=config.task, policy_spec=policy, episodes=episodes, store_dir=store_dir, seed=seed,
-        max_steps=max_steps, noise=0.1, label=LabelMode.sim, camera=None, size=64, robot_id="sim-0",
-        realtime=False, safety=None, temperature=temperature, buffer_s=1.0, server=server, token=None,
-        swap_at="episode", cache=config.out / "robot_cache",
-    )  # fmt: skip
+    run_shown(
+        SessionConfig(
+            task=config.task,
+            policy=policy,
+            episodes=episodes,
+            store=store_dir,
+            seed=seed,
+            max_steps=max_steps,
+            label="sim",
+            temperature=temperature,
+            server=server,
+            swap_at="episode",
+            cache=config.out / "robot_cache",
+        )
+    )
 
 
 def _collect_temperature(config: DemoConfig) -> float:

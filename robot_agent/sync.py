@@ -31,7 +31,6 @@ import shutil
 import tempfile
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -403,91 +402,29 @@ def run_agent(
     initial_policy: str | None = None,
     stop_event: threading.Event | None = None,
 ) -> int:
-    """A simulated robot agent kept in sync with the server: episodes of ``task`` one after another
-    (``episodes`` of them, or until ``stop_event``), each indexed on the server, with the syncer
-    swapping versions behind the loop. Starts on ``initial_policy`` (a ``load_policy`` spec) or, without
-    one, on the server's desired version. Returns the number of episodes run."""
-    from robot_agent.loop import EpisodeInterrupted, Runtime
-    from robot_agent.policies import load_policy
-    from robot_agent.robots.base import make_robot
-    from robot_agent.slot import PolicySlot
+    """A simulated robot agent kept in sync with the server (``robot_agent.session`` without recording): episodes
+    of ``task`` one after another (``episodes`` of them, or until ``stop_event``), each indexed on the server, with
+    the syncer swapping versions behind the loop. Starts on ``initial_policy`` (a ``load_policy`` spec) or, without
+    one, on the server's desired version; ``config.follow`` False is remote inference. Returns the episodes run."""
+    from robot_agent.session import AgentSession, SessionConfig
 
-    stop_event = stop_event or threading.Event()
-    robot = make_robot("sim", task=task, max_steps=max_steps, realtime=realtime)
-    robot.connect()
-    last: dict[str, Any] = {"episode": None, "missed": 0}
-    syncer = PolicySyncer(
-        None,
-        robot.spec,
-        config,
-        health=lambda: {"ok": True, "missed_deadlines": last["missed"]},
-        last_episode=lambda: last["episode"],
-        stop_event=stop_event,
+    session = SessionConfig(
+        task=task,
+        policy="remote" if not config.follow else (initial_policy or "server"),
+        episodes=episodes,
+        store=None,
+        max_steps=max_steps,
+        label="sim",
+        robot_id=config.robot_id,
+        realtime=realtime,
+        server=config.server,
+        token=config.token,
+        swap_at=config.boundary,
+        cache=config.cache_dir,
+        poll_s=config.poll_s,
     )
-    try:
-        if not config.follow:  # remote inference: chunks (and swaps) come from the server
-            policy, version = _connect_remote(syncer, config, stop_event)
-        elif initial_policy:
-            policy = load_policy(initial_policy, robot=robot)
-            version = str(getattr(policy, "version", initial_policy))
-            try:
-                syncer.register()
-            except httpx.HTTPError as e:
-                log.warning("server unreachable at start (%s): running %s", e, version)
-        else:
-            policy, version = syncer.bootstrap()
-        slot = PolicySlot(policy, version)
-        syncer.attach(slot)
-        syncer.start()
-        runtime = Runtime(robot, slot, pace=realtime, stop_event=stop_event)
-        n = 0
-        while not stop_event.is_set() and (episodes is None or n < episodes):
-            episode_id = uuid.uuid4().hex
-            try:
-                result = runtime.run_episode(seed=n)
-            except EpisodeInterrupted as e:
-                result = e.result
-            n += 1
-            last["missed"] += result.missed_deadlines
-            if result.steps:
-                last["episode"] = episode_id
-                if config.follow:
-                    ran = (result.versions or (slot.version,))[-1]
-                else:  # the version that made the last chunk, as the server reports it
-                    ran = syncer.running_version() or slot.version
-                syncer.report_episode(
-                    episode_id,
-                    version=ran,
-                    task=task,
-                    success=result.success,
-                    length=result.steps,
-                    reason=result.reason,
-                )
-            syncer.at_episode_boundary()
-        return n
-    finally:
-        syncer.poke()
-        time.sleep(min(0.5, config.poll_s))  # let the last reports go out
-        syncer.stop()
-        close = getattr(getattr(syncer.slot, "policy", None), "close", None)  # a remote policy's socket
-        if close is not None:
-            close()
-        robot.disconnect()
-
-
-def _connect_remote(syncer: PolicySyncer, config: SyncConfig, stop: threading.Event) -> tuple[Policy, str]:
-    """Register, then open the inference socket (retrying while nothing is rolled out or the server is down)."""
-    from robot_agent.remote import RemoteError, RemotePolicy
-
-    while True:
-        try:
-            syncer.register()
-            policy = RemotePolicy(config.server, config.robot_id, token=config.token, timeout_s=config.timeout_s)
-            return policy, policy.version
-        except (httpx.HTTPError, RemoteError, OSError) as e:
-            syncer.status.last_error = f"remote inference not ready: {e}"
-        if stop.wait(config.poll_s):
-            raise TimeoutError("stopped before the server served a policy")
+    with AgentSession(session, stop_event=stop_event or threading.Event()) as agent:
+        return sum(1 for _ in agent.run())
 
 
 def main() -> None:
@@ -495,6 +432,8 @@ def main() -> None:
     import signal
 
     import typer
+
+    from robot_agent.session import SessionError
 
     def agent(
         server: str = typer.Option(..., help="The control-plane server, http://host:port."),
@@ -530,8 +469,8 @@ def main() -> None:
                           initial_policy=policy, stop_event=stop)  # fmt: skip
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
-        except TimeoutError as e:
-            typer.secho(f"no policy to run: {e}", fg="red", err=True)
+        except SessionError as e:
+            typer.secho(str(e), fg="red", err=True)
             raise typer.Exit(1) from None
         log.info("agent stopped after %d episodes", n)
 
