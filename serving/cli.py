@@ -218,13 +218,26 @@ def rollouts(
 ) -> None:
     """Recent rollouts: status, the canary's and the fleet's counts so far, and the reason of a decision."""
     for r in _call(server, token, "GET", "/rollouts", params={"limit": limit}):
-        line = f"rollout {r['id']}: {r['version']} {r['status']}"
-        if r["canary"]:
-            line += (
-                f" | canary {r['canary_successes']}/{r['canary_episodes']} vs fleet "
-                f"{r['fleet_successes']}/{r['fleet_episodes']}"
-            )
-        console.print(line + (f" | {r['reason']}" if r["reason"] else ""), soft_wrap=True, markup=False)
+        console.print(rollout_line(r), soft_wrap=True, markup=False)
+
+
+def rollout_line(r: dict[str, Any]) -> str:
+    """``rollout 3: vla-… rolling_out | running 1/2: arm-1 | pending: arm-2 | canary … | reason``."""
+    line = f"rollout {r['id']}: {r['version']} {r['status']}"
+    states = r.get("robot_states") or {}
+    by_state: dict[str, list[str]] = {}
+    for robot, st in states.items():
+        label = f"{robot} ({st['reason']})" if st.get("reason") else robot
+        by_state.setdefault(st["state"], []).append(label)
+    if states:
+        line += f" | running {len(by_state.get('running', []))}/{len(states)}"
+    for state in ("running", "pending", "waiting", "kept", "refused", "rolled_back"):
+        if by_state.get(state):
+            line += f" | {state.replace('_', ' ')}: {', '.join(by_state[state])}"
+    if r["canary"]:
+        line += f" | canary {r['canary_successes']}/{r['canary_episodes']} vs fleet "
+        line += f"{r['fleet_successes']}/{r['fleet_episodes']}"
+    return line + (f" | {r['reason']}" if r["reason"] else "")
 
 
 @app.command()
@@ -281,3 +294,6 @@ def status(
             r.get("last_episode_id") or "-",
         )
     Console(width=max(console.width, table_width(table))).print(table)  # wider than the terminal rather than cut
+    latest = _call(server, token, "GET", "/rollouts", params={"limit": 1})
+    if latest:
+        console.print("latest " + rollout_line(latest[0]), soft_wrap=True, markup=False)

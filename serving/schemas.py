@@ -113,6 +113,11 @@ class RolloutIn(Body):
     )
 
 
+class RobotState(BaseModel):
+    state: Literal["running", "pending", "waiting", "kept", "refused", "rolled_back"]
+    reason: str | None = None
+
+
 class RolloutOut(Out):
     id: int
     version: str
@@ -133,6 +138,9 @@ class RolloutOut(Out):
     fleet_episodes: int = Field(default=0, description="The other robots under their version, since the start.")
     fleet_successes: int = 0
     look_sizes: list[int] = Field(default_factory=list, description="Canary episodes at each look.")
+    robot_states: dict[str, RobotState] = Field(
+        default_factory=dict, description="Each target robot's part: running, pending, waiting, kept, refused, ..."
+    )
 
 
 class RollbackIn(Body):

@@ -112,7 +112,9 @@ class Rollout(Base):
     robots: Mapped[list[str]]
     canary: Mapped[list[str]]
     previous: Mapped[dict[str, Any]]  # robot id -> the version it was meant to run before
-    status: Mapped[str] = mapped_column(sa.String(16))  # canary | complete | halted | refused | rolled_back
+    # canary | rolling_out (robots moving) | complete (every target robot runs it) | halted | refused | rolled_back
+    # | superseded (another rollout moved its robots before every one ran it)
+    status: Mapped[str] = mapped_column(sa.String(16))
     # A canary's plan (``rollouts.CanaryPlan``): the optional floor on its rate (the column kept its first
     # name), the canary episodes at the first look, at the last, and how many looks.
     min_success_rate: Mapped[float | None] = mapped_column("threshold")
@@ -123,6 +125,8 @@ class Rollout(Base):
     created_by: Mapped[str] = mapped_column(sa.String(128))
     decided_at: Mapped[datetime | None]
     reason: Mapped[str | None] = mapped_column(sa.Text)
+    # robot id -> {"state": "refused", "reason": ...}: what a robot said of this rollout (``rollouts.robot_states``)
+    outcomes: Mapped[dict[str, Any] | None]
 
 
 class TrainingRun(Base):

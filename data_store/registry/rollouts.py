@@ -46,6 +46,8 @@ from data_store.registry.policies import PRODUCTION
 from data_store.stats import fisher_greater
 
 ACTIVE = "canary"
+ROLLING = "rolling_out"  # decided (all at once, or a canary promoted): the target robots are moving to it
+LIVE = (ACTIVE, ROLLING, "complete")  # a rollout a refusal or a rollback can still end
 ALPHA = 0.05  # one-sided, for the gain test and (separately) for the harm test
 MAX_EPISODES = 200  # canary episodes by the last look
 LOOKS = 5
@@ -295,7 +297,7 @@ def start_rollout(
         robots=targets,
         canary=targets[:canary],
         previous=previous,
-        status=ACTIVE if canary else "complete",
+        status=ACTIVE if canary else ROLLING,
         min_success_rate=min_success_rate if canary else None,
         min_episodes=plan.look_sizes()[0] if canary else 0,  # no decision before the first look
         max_episodes=max_episodes if canary else None,
@@ -306,12 +308,62 @@ def start_rollout(
     s.add(row)
     s.flush()
     why = f"rollout {row.id}"
+    for earlier in s.scalars(sa.select(Rollout).where(Rollout.status == ROLLING, Rollout.id != row.id)):
+        if earlier.version != version and set(earlier.robots) & set(first):  # its robots are sent elsewhere now
+            earlier.status, earlier.decided_at = "superseded", utcnow()
+            earlier.reason = f"superseded by rollout {row.id} ({version}) before every robot ran it"
     for robot_id in first:
         policies.set_alias(s, robot_scope(robot_id), PRODUCTION, version, by=by, why=why)
     if fleet_wide and not canary:
         policies.set_alias(s, FLEET, PRODUCTION, version, by=by, why=why)
     audit.record(s, "rollout", actor=by, version=version, rollout=row.id, robots=targets, canary=row.canary)
+    _complete_if_done(s, row)
     return row
+
+
+def robot_states(s: Session, row: Rollout) -> dict[str, dict[str, str]]:
+    """Each target robot's part in the rollout: ``running`` (it runs the version), ``pending`` (it is meant to, and
+    does not yet), ``waiting`` (a robot the running canary is compared with), ``kept`` (such a robot, after the
+    canary was halted or refused), ``refused`` (with its reason), ``rolled_back``."""
+    running = {r.robot_id: r.running_version for r in fleet.list_robots(s)}
+    outcomes = row.outcomes or {}
+    states: dict[str, dict[str, str]] = {}
+    for robot_id in row.robots:
+        if robot_id in outcomes:
+            states[robot_id] = dict(outcomes[robot_id])
+        elif row.status == "rolled_back" or (row.status in ("halted", "refused") and robot_id in row.canary):
+            states[robot_id] = {"state": "rolled_back"}
+        elif running.get(robot_id) == row.version:
+            states[robot_id] = {"state": "running"}
+        elif row.canary and robot_id not in row.canary and row.status == ACTIVE:
+            states[robot_id] = {"state": "waiting"}
+        elif row.canary and robot_id not in row.canary and row.status in ("halted", "refused"):
+            states[robot_id] = {"state": "kept"}
+        else:
+            states[robot_id] = {"state": "pending"}
+    return states
+
+
+def note_running(s: Session, robot_id: str) -> list[int]:
+    """``robot_id`` reported what it runs (a heartbeat, a swap): a rollout whose every target robot now runs its
+    version is ``complete``. Returns the ids of the rollouts it completed."""
+    done = []
+    for row in s.scalars(sa.select(Rollout).where(Rollout.status == ROLLING)):
+        if robot_id in row.robots and _complete_if_done(s, row):
+            done.append(row.id)
+    return done
+
+
+def _complete_if_done(s: Session, row: Rollout) -> bool:
+    if row.status != ROLLING:
+        return False
+    states = robot_states(s, row)
+    if any(st["state"] != "running" for st in states.values()):
+        return False
+    row.status = "complete"
+    audit.record(s, "rollout_complete", actor="fleet", version=row.version, rollout=row.id, robots=row.robots)
+    s.flush()
+    return True
 
 
 def get_rollout(s: Session, rollout_id: int) -> Rollout:
@@ -383,10 +435,11 @@ def evaluate_rollout(s: Session, row: Rollout, *, by: str = "canary-check") -> R
     row.reason = decision.reason
     why = f"rollout {row.id}"
     if decision.outcome == "promote":
-        row.status = "complete"
+        row.status = ROLLING
         for robot_id in row.robots[len(row.canary) :]:
             policies.set_alias(s, robot_scope(robot_id), PRODUCTION, row.version, by=by, why=why)
         audit.record(s, "promote", actor=by, version=row.version, rollout=row.id, reason=row.reason)
+        _complete_if_done(s, row)
     else:
         row.status = "halted"
         for robot_id in row.canary:
@@ -408,13 +461,14 @@ def record_refusal(s: Session, robot_id: str, version: str, reason: str) -> list
     back), and the robot is pointed back at what it ran before, so the registry never shows as desired a version
     the robot will not run. Returns the rollouts' ids."""
     hit: list[int] = []
-    live = sa.select(Rollout).where(Rollout.status.in_((ACTIVE, "complete")), Rollout.version == version)
+    live = sa.select(Rollout).where(Rollout.status.in_(LIVE), Rollout.version == version)
     for row in s.scalars(live):
         if robot_id not in row.robots:
             continue
         was_canary = row.status == ACTIVE
         row.status, row.decided_at = "refused", utcnow()
         row.reason = f"robot {robot_id} refused {version}: {reason or 'no reason given'}"
+        row.outcomes = {**(row.outcomes or {}), robot_id: {"state": "refused", "reason": reason or "no reason given"}}
         why = f"rollout {row.id}: refused by {robot_id}"
         for r in row.canary if was_canary else [robot_id]:
             _restore(s, r, _before(s, row, r), by=robot_id, why=why)
@@ -463,7 +517,7 @@ def rollback(s: Session, robots: list[str] | None = None, *, to: str | None = No
     if not moved:
         raise Invalid("nothing to roll back: " + ("; ".join(skipped.values()) or "no production aliases"))
     undone = []  # the rollouts whose version was running where it was rolled back from
-    for row in s.scalars(sa.select(Rollout).where(Rollout.status.in_((ACTIVE, "complete")))):
+    for row in s.scalars(sa.select(Rollout).where(Rollout.status.in_(LIVE))):
         scopes_of_row = {robot_scope(r) for r in row.robots} | {FLEET}
         if any(was.get(sc) == row.version and moved[sc] != row.version for sc in scopes_of_row):
             row.status, row.decided_at, row.reason = "rolled_back", utcnow(), f"rolled back by {by}"

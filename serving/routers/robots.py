@@ -74,6 +74,7 @@ def heartbeat(registry: RegistryDep, caller: RobotOperator, robot_id: RobotId, b
             health=body.health,
             last_episode_id=body.last_episode_id,
         )
+        rollouts.note_running(s, robot_id)  # a rollout is complete once every target robot runs its version
         return desired(s, robot_id)
 
 
@@ -95,6 +96,8 @@ def report_swap(registry: RegistryDep, caller: RobotOperator, robot_id: RobotId,
         SWAPS.labels(outcome="taken" if body.ok else "refused").inc()
         if not body.ok:  # the rollout that sent it there is not done: it is refused, and the robot goes back
             rollouts.record_refusal(s, robot_id, body.version, body.reason)
+        else:
+            rollouts.note_running(s, robot_id)
         return AuditOut.model_validate(event)
 
 

@@ -16,13 +16,14 @@ from data_store.registry.models import Rollout
 from serving.auth import Admin, Viewer
 from serving.deps import RegistryDep
 from serving.metrics import ROLLBACKS, ROLLOUTS
-from serving.schemas import Offset, RollbackIn, RollbackOut, RolloutIn, RolloutOut, RowId
+from serving.schemas import Offset, RobotState, RollbackIn, RollbackOut, RolloutIn, RolloutOut, RowId
 
 router = APIRouter(tags=["rollouts"])
 
 
 def rollout_out(s: Session, row: Rollout) -> RolloutOut:
     out = RolloutOut.model_validate(row)
+    out.robot_states = {r: RobotState(**st) for r, st in rollouts.robot_states(s, row).items()}  # type: ignore[arg-type]
     if row.canary:
         rate = rollouts.canary_rate(s, row)
         out.canary_episodes, out.canary_successes = rate.episodes, rate.successes

@@ -85,8 +85,15 @@ function renderRollouts(rollouts) {
     // A canary: its robots' successes under the version and the other robots' under theirs, same window.
     const counts = r.canary.length ?
       el("div", { class: "muted" }, `canary ${r.canary_successes}/${r.canary_episodes} vs fleet ${r.fleet_successes}/${r.fleet_episodes}`) : "";
+    // Each target robot's part: running k/n, and who is pending, refused (with the reason) or rolled back.
+    const states = Object.entries(r.robot_states || {});
+    const running = states.filter(([, st]) => st.state === "running").length;
+    const others = states.filter(([, st]) => st.state !== "running")
+      .map(([robot, st]) => `${robot}: ${st.state.replace("_", " ")}${st.reason ? " (" + st.reason + ")" : ""}`);
+    const robots = states.length ?
+      el("div", { class: "muted robot-states" }, `running ${running}/${states.length}`, ...others.map((t) => el("div", {}, t))) : "";
     return el("tr", {}, el("td", {}, r.id), el("td", {}, el("code", {}, r.version)),
-      el("td", { class: "rollout-status" }, r.status, counts), el("td", {}, r.created_by), el("td", { class: "muted" }, r.reason || ""));
+      el("td", { class: "rollout-status" }, r.status, robots, counts), el("td", {}, r.created_by), el("td", { class: "muted" }, r.reason || ""));
   }));
 }
 
@@ -164,7 +171,11 @@ async function act(path, body, done) {
   }
 }
 
+// A refresh that succeeds clears an earlier error (the page's first load, before a token was saved, is answered
+// 401); one that fails reports only if the token it used is still the one saved (a request that went out before
+// the operator signed in must not leave "a valid API token is required" under a signed-in page).
 async function refresh() {
+  const used = token;
   try {
     const who = await api("/whoami");
     document.getElementById("who").textContent = `${who.name} (${who.role})`;
@@ -172,10 +183,13 @@ async function refresh() {
     const [robots, policies, rollouts, runs, series] = await Promise.all([
       api("/robots"), api("/policies"), api("/rollouts"), api("/runs"), api("/stats/success-rate?bucket_s=60"),
     ]);
+    if (used !== token) return;
     renderRobots(robots); renderPolicies(policies); renderRollouts(rollouts); renderRuns(runs); renderPlot(series);
+    if (document.getElementById("status").className === "bad") status("");
     document.body.dataset.loaded = "1";
+    document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
   } catch (e) {
-    status(e.message, true);
+    if (used === token) status(e.message, true);
   }
 }
 

@@ -223,11 +223,22 @@ def test_canary_is_judged_against_the_fleet_over_the_same_window(reg: Registry, 
         ro = rollouts.get_rollout(s, rollout_id)
         p = fisher_greater(10, 10, 10, 20) if canary != "worse" else fisher_greater(10, 20, 0, 10)
         if canary == "better":  # 10/10 vs 10/20: p = 0.0062 <= 0.05 * (1/2)^2
-            assert ro.status == "complete", ro.reason
+            assert ro.status == "rolling_out", ro.reason  # promoted: the other robots are moving
             assert "canary 10/10 = 1.00 vs fleet 10/20 = 0.50" in (ro.reason or "")
             assert f"gain p = {p:.4g} <= 0.0125" in (ro.reason or "") and "alpha 0.05" in (ro.reason or "")
             assert [policies.desired_version(s, r) for r in robots] == [v2, v2, v2]
             assert audit.events(s, actions=("promote",))[0].detail["reason"] == ro.reason
+            # complete only once every target robot runs the version, each robot's part on the way
+            fleet.heartbeat(s, "r1", running_version=v2, health={})
+            fleet.heartbeat(s, "r2", running_version=v2, health={})
+            assert rollouts.note_running(s, "r2") == []
+            assert {r: st["state"] for r, st in rollouts.robot_states(s, ro).items()} == {
+                "r1": "running",
+                "r2": "running",
+                "r3": "pending",
+            }
+            fleet.heartbeat(s, "r3", running_version=v2, health={})
+            assert rollouts.note_running(s, "r3") == [rollout_id] and ro.status == "complete"
         elif canary == "worse":  # 0/10 vs 10/20: harm p = 0.0062 <= 0.05 / 2
             assert ro.status == "halted" and "canary worse at look 1 of 2" in (ro.reason or "")
             assert "canary 0/10 = 0.00 vs fleet 10/20 = 0.50" in (ro.reason or "")
@@ -303,7 +314,8 @@ def test_rollback_to_previous_and_named(reg: Registry, tmp_path: Path) -> None:
         assert FLEET in out["skipped"]  # the fleet alias only ever pointed at v1
         assert [policies.desired_version(s, r) for r in ("r1", "r2")] == [v1, v1]
         # the v2 rollout was undone; the v1 one it went back to was not
-        assert [r.status for r in rollouts.list_rollouts(s)] == ["rolled_back", "complete"]
+        # v1 never ran anywhere before v2 went out to its robots: superseded, not undone
+        assert [r.status for r in rollouts.list_rollouts(s)] == ["rolled_back", "superseded"]
         rollouts.rollback(s, ["r2"], to=v3, by="dave")
         assert [policies.desired_version(s, r) for r in ("r1", "r2")] == [v1, v3]
         assert rollouts.list_rollouts(s)[0].status == "rolled_back"

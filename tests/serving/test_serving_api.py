@@ -116,7 +116,11 @@ def test_rollout_canary_rollback_over_rest(server: Server, artifacts: dict[str, 
         for robot in robots:
             _robot(op, robot)
         r = admin.post("/rollouts", json={"version": v1, "robots": robots})
-        assert r.status_code == 201 and r.json()["status"] == "complete"
+        assert r.status_code == 201 and r.json()["status"] == "rolling_out"
+        assert {rb: st["state"] for rb, st in r.json()["robot_states"].items()} == dict.fromkeys(robots, "pending")
+        for robot in robots:  # complete once every target robot says it runs the version
+            op.post(f"/robots/{robot}/heartbeat", json={"running_version": v1})
+        assert admin.get(f"/rollouts/{r.json()['id']}").json()["status"] == "complete"
         for _ in range(3):
             _episode(op, "c1", v1, True)  # before the canary's window: not compared with
         r = admin.post("/rollouts", json={"version": v2, "robots": robots, "canary": 1, "max_episodes": 10, "looks": 2})
@@ -141,11 +145,19 @@ def test_rollout_canary_rollback_over_rest(server: Server, artifacts: dict[str, 
         )
         _episode(op, "c1", v2, True)  # the first look: 5/5 vs 2/10, p = 0.007 <= 0.05 * (5/10)^2
         got = admin.get(f"/rollouts/{rollout['id']}").json()
-        assert got["status"] == "complete" and got["canary_episodes"] == 5, got
+        assert got["status"] == "rolling_out" and got["canary_episodes"] == 5, got  # promoted: c2, c3 follow
         assert (
             "canary 5/5 = 1.00 vs fleet 2/10 = 0.20" in got["reason"] and "gain p = 0.006993 <= 0.0125" in got["reason"]
         )
         assert [op.get(f"/robots/{rb}/desired").json()["version"] for rb in robots] == [v2, v2, v2]
+        assert {rb: st["state"] for rb, st in got["robot_states"].items()} == {
+            "c1": "pending",  # its last heartbeat said v1; the episodes say v2 but only a heartbeat or swap counts
+            "c2": "pending",
+            "c3": "pending",
+        }
+        for robot in robots:
+            assert op.post(f"/robots/{robot}/swaps", json={"version": v2, "ok": True}).status_code == 201
+        assert admin.get(f"/rollouts/{rollout['id']}").json()["status"] == "complete"
         r = admin.post("/rollback", json={"robots": robots})
         assert r.status_code == 200 and set(r.json()["moved"].values()) == {v1}
         assert [op.get(f"/robots/{rb}/desired").json()["version"] for rb in robots] == [v1, v1, v1]
@@ -311,11 +323,12 @@ def test_a_refused_rollout_is_not_done_and_the_robot_goes_back(server: Server, a
             _robot(op, robot)
         assert admin.post("/rollouts", json={"version": v1, "robots": robots}).status_code == 201
         plain = admin.post("/rollouts", json={"version": v2, "robots": ["rf1"]}).json()
-        assert plain["status"] == "complete" and op.get("/robots/rf1/desired").json()["version"] == v2
+        assert plain["status"] == "rolling_out" and op.get("/robots/rf1/desired").json()["version"] == v2
         swap = {"version": v2, "ok": False, "reason": "health probe: actions are not finite"}
         assert op.post("/robots/rf1/swaps", json=swap).status_code == 201
         after = admin.get(f"/rollouts/{plain['id']}").json()
         assert after["status"] == "refused"
+        assert after["robot_states"] == {"rf1": {"state": "refused", "reason": swap["reason"]}}
         assert "rf1" in after["reason"] and "not finite" in after["reason"]
         assert op.get("/robots/rf1/desired").json()["version"] == v1  # back to what it ran
 

@@ -103,8 +103,19 @@ def test_canary_rollout_through_the_cli(server: Server, artifacts: dict[str, Pat
                 assert op.post("/episodes", json=body).status_code == 201
     out = runner.invoke(app, ["serve", "rollouts", "--limit", "1", *common])
     assert out.exit_code == 0, out.output
-    # 4/4 vs 0/4 at the last look: p = 1/70 <= 0.05 * (1 - 1/4), and 1.00 >= the floor
-    assert f"{v4} complete | canary 4/4 vs fleet 0/4 | canary better at look 2 of 2" in out.output
+    # 4/4 vs 0/4 at the last look: p = 1/70 <= 0.05 * (1 - 1/4), and 1.00 >= the floor; promoted, the robots are
+    # still to say they run it (they are only in the registry here)
+    assert f"{v4} rolling_out | running 0/2 | pending: cli-c1, cli-c2 | canary 4/4 vs fleet 0/4 | canary better at" in (
+        out.output
+    )
+    with server.client(server.operator) as op:
+        op.post("/robots/cli-c1/heartbeat", json={"running_version": v4})
+    out = runner.invoke(app, ["serve", "status", *common])
+    assert (
+        out.exit_code == 0
+        and "latest rollout" in out.output
+        and "running 1/2 | running: cli-c1 | pending: cli-c2" in (out.output)
+    ), out.output
     assert "gain p = 0.01429 <= 0.0375" in out.output and "promote only at a canary rate >= 0.50" in out.output
     with server.client(server.viewer) as viewer:
         assert {viewer.get(f"/robots/{r}/desired").json()["version"] for r in robots} == {v4}

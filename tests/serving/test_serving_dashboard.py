@@ -97,6 +97,11 @@ def test_dashboard_shows_the_fleet_and_rolls_back_on_click(
                 "v => document.querySelector(\"#robots tr[data-robot='arm-1'] .running\")?.textContent === v", arg=v2
             )
             assert page.inner_text("#who") == "test-admin (admin)"
+            # the page's first load had no token (401); signed in, no error is left on the page after two refreshes
+            seen = int(page.evaluate("() => Number(document.body.dataset.refreshes)"))
+            page.wait_for_function("n => Number(document.body.dataset.refreshes) >= n + 2", arg=seen)
+            assert page.inner_text("#status") == "", page.inner_text("#status")
+            assert "valid API token" not in page.inner_text("body")
             assert page.locator("#policies tbody tr").count() == 2
             # a judged candidate: at the deployment temperature first, the sampling temperature as a second figure
             judged = page.inner_text("#policies tbody")
@@ -106,6 +111,7 @@ def test_dashboard_shows_the_fleet_and_rolls_back_on_click(
             assert sorted(lines.nth(i).get_attribute("data-version") or "" for i in range(lines.count())) == sorted(
                 [v1, v2]
             )
+            assert "running 2/2" in page.inner_text("#rollouts tbody")  # each robot's part in the rollout
             runs = page.inner_text("#runs tbody")
             assert "40%" in runs and "trainer (cli)" in runs and "no improvement: GRPO made no update" in runs
             with server.client(server.viewer) as viewer:
@@ -150,6 +156,7 @@ def test_dashboard_shows_the_fleet_and_rolls_back_on_click(
             browser.close()
     with server.client(server.viewer) as viewer:
         assert {viewer.get(f"/robots/{r}/desired").json()["version"] for r in ("arm-1", "arm-2")} == {v2}
-        assert [r["status"] for r in viewer.get("/rollouts").json()] == ["complete", "rolled_back", "complete"]
+        # v1 was never run before v2 replaced it; v2 ran everywhere, was rolled back, and rolled out again
+        assert [r["status"] for r in viewer.get("/rollouts").json()] == ["complete", "rolled_back", "superseded"]
         clicks = viewer.get("/audit", params={"action": ["rollback", "rollout"]}).json()[:2]
         assert [(e["action"], e["actor"]) for e in clicks] == [("rollout", "test-admin"), ("rollback", "test-admin")]

@@ -72,9 +72,11 @@ def test_rollout_canary_rollback_on_postgres(pg_server: Server, artifacts: dict[
                       "success": ok, "length": 10, "ended_at": datetime.now(UTC).isoformat()},
             )  # fmt: skip
         got = admin.get(f"/rollouts/{rollout['id']}").json()
-        assert got["status"] == "complete" and "canary 4/4 = 1.00 vs fleet 0/4 = 0.00" in got["reason"], got
+        assert got["status"] == "rolling_out" and "canary 4/4 = 1.00 vs fleet 0/4 = 0.00" in got["reason"], got
         assert op.get("/robots/pg-2/desired").json()["version"] == v2
         assert op.post("/robots/pg-1/swaps", json={"version": v2, "ok": True}).status_code == 201
+        assert op.post("/robots/pg-2/heartbeat", json={"running_version": v2}).status_code == 200
+        assert admin.get(f"/rollouts/{rollout['id']}").json()["status"] == "complete"
         moved = admin.post("/rollback", json={}).json()["moved"]
         assert moved == {"robot:pg-1": v1, "robot:pg-2": v1}  # the fleet alias only ever had v1
         assert {op.get(f"/robots/{r}/desired").json()["version"] for r in ("pg-1", "pg-2")} == {v1}

@@ -130,9 +130,13 @@ def _drive(server: Server, admin: httpx.Client, agent: subprocess.Popen[bytes], 
         assert admin.get("/robots/sim-b/desired").json()["version"] == v["v1"]
         for i, (robot, version, ok) in enumerate([("sim-b", v["v1"], False)] * 20 + [("sim-a", v["v2"], True)] * 4):
             _post_episode(op, f"judged-{i}", robot, version, ok)
-    wait_until("the canary to hold", lambda: admin.get(f"/rollouts/{rollout['id']}").json()["status"] == "complete")
+    wait_until("the canary to hold", lambda: admin.get(f"/rollouts/{rollout['id']}").json()["status"] != "canary")
     assert admin.get("/robots/sim-b/desired").json()["version"] == v["v2"]
     wait_until("sim-a running v2", lambda: _running(admin, "sim-a", v["v2"]))
+    # sim-b has no agent, so it never says it runs v2: the rollout is not complete, and says who it waits for
+    promoted = admin.get(f"/rollouts/{rollout['id']}").json()
+    assert promoted["status"] == "rolling_out", promoted
+    assert {r: st["state"] for r, st in promoted["robot_states"].items()} == {"sim-a": "running", "sim-b": "pending"}
 
     # 6. A canary that fails: sim-a's own episodes on v4, and no gain over the fleet by the last look (sim-b
     # reports nothing, so there is nothing to beat): sim-a goes back to v2.
