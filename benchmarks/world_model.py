@@ -4,7 +4,7 @@
                                      [--task drawer-close] [--seconds 5] [--train-steps 5]
 
 The same as ``flywheel bench world-model``. Prints JSON lines ``{"name", "figure", "value", "unit", "machine",
-"config"}``; see ``trainer/world_model/bench.py`` for what each figure measures.
+"config"}``; see ``trainer/bench/world_model.py`` for what each figure measures.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 def main() -> None:
-    from trainer.world_model.bench import BenchConfig, run_bench
+    from trainer.bench.world_model import BenchConfig, run_bench
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="a trained world model directory")

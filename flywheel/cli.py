@@ -19,7 +19,7 @@ from serving.cli import app as serve_app
 from sim.cli import app as sim_app
 from trainer.cli import app as train_app
 from trainer.cli import bench_app
-from trainer.cli_service import beat, worker
+from trainer.cli.service import beat, worker
 
 app = typer.Typer(
     name="flywheel",

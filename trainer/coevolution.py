@@ -7,7 +7,7 @@ frames, plus a ``kir_share`` of keyframe starts for WoVR's KIR), imagined groups
 :func:`coevolve` is WoVR PACE (arXiv 2602.13977): RL in WM_Base → collect a *limited* set of real rollouts of
 the evolved policy → fine-tune the world model and the reward model on the old and new episodes
 (WM_Evo) → continue RL. Done once, as WoVR does ("only once, or at very low frequency", §4.3). The
-lifelong loop of WMPO §4.5 repeats the same three steps per round (``trainer/lifelong.py``).
+lifelong loop of WMPO §4.5 repeats the same three steps per round (``trainer/bench/lifelong.py``).
 
 Departures: the number of extra real rollouts is not in the WoVR text we could read (its appendix and
 RLinf code); ours is a parameter, and the bench counts those episodes in the variant's real budget.

@@ -12,8 +12,8 @@
 
 Callers: the Celery stages (``trainer/service/stages.py``: one step per stage, checkpointed), ``flywheel train
 cycle --inline`` and ``flywheel demo`` (the same stages in one process), ``flywheel bench paper`` and ``flywheel
-bench lifelong`` (``trainer/paper_bench.py``, ``trainer/lifelong.py``: these steps in a loop over tasks, variants
-and seeds). All take their settings from one :class:`trainer.recipe.Recipe`.
+bench lifelong`` (``trainer/bench/paper.py``, ``trainer/bench/lifelong.py``: these steps in a loop over tasks,
+variants and seeds). All take their settings from one :class:`trainer.recipe.Recipe`.
 
 The judge: a candidate is promoted only when it does not lose to its parent on what the cycle can measure, both
 policies at the deployment temperature (what the robot runs):

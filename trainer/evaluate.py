@@ -10,7 +10,7 @@
   rate with its Wilson 95% interval.
 
 Seeds: evaluation starts at ``EVAL_SEED`` = 100 000 by default; demonstrations and RL scenes use
-seeds far below it (``trainer.base_table`` records demos from seed 0), so test scenes are unseen.
+seeds far below it (``trainer.bench.base_table`` records demos from seed 0), so test scenes are unseen.
 """
 
 from __future__ import annotations

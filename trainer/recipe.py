@@ -35,7 +35,7 @@ DEPLOY_TEMPERATURE = 0.0
 # learning signal.
 SAMPLING_TEMPERATURE = 1.3
 
-# Scene seeds, disjoint: demonstrations 0.., real rollouts of the bench 30_000.. (trainer/paper_bench.py),
+# Scene seeds, disjoint: demonstrations 0.., real rollouts of the bench 30_000.. (trainer/bench/paper.py),
 # validation (choosing the base's best temperature) 90_000.., evaluation 100_000.. (trainer/evaluate.py).
 VALIDATION_SEED = 90_000
 

@@ -39,6 +39,7 @@ from torch.nn import functional as F
 from trainer.world_model.checkpoint import read_model_dir, write_model_dir
 from trainer.world_model.data import RecordedEpisode, load_episodes, split_held_out
 from trainer.world_model.model import frames_to_tensor
+from trainer.world_model.replay import replay
 
 KIND = "reward-model"
 
@@ -328,8 +329,6 @@ def imagined_counterparts(
 ) -> list[RecordedEpisode]:
     """Each episode as the world model imagines it: its real first frame, then the open-loop replay of its recorded
     actions; same length, same outcome, so ``frame_labels`` labels it like the real one."""
-    from trainer.imagination_quality import replay
-
     return [
         replace(e, frames=np.concatenate([e.frames[:1], f]), episode_id=e.episode_id + ":imagined")
         for e, f in zip(episodes, replay(world_model, episodes, seed=seed), strict=True)

@@ -132,9 +132,10 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path: Path) -> Non
 def test_overfits_a_tiny_set_of_real_frames(store: object, tmp_path: Path) -> None:
     """Its loss on a fixed batch falls far below where it started (the untrained model copies the newest frame),
     and its open-loop replay beats "nothing moves". Real drawer-close frames, 2×2-averaged to 32×32 for speed."""
-    from trainer.imagination_quality import copy_baseline, psnr, replay
+    from trainer.bench.imagination_quality import copy_baseline, psnr
     from trainer.world_model.flow import flow_loss
     from trainer.world_model.model import frames_to_tensor
+    from trainer.world_model.replay import replay
 
     ep = load_episodes(store, policy_version="v1")[0]
     n = 16

@@ -8,26 +8,32 @@ jobs safe:
   finished, not when it starts, so a worker that dies mid-training leaves it to be delivered again.
 - Redis ``visibility_timeout`` longer than the longest stage: an unacknowledged message comes back
   after this long (a killed worker's task resumes then); shorter, and a stage still running is
-  delivered twice (the stage lease in ``pipeline.py`` makes that safe, but it is wasted work).
+  delivered twice (the stage lease in ``execute.py`` makes that safe, but it is wasted work).
 - ``worker_prefetch_multiplier=1``: a worker holds one message at a time; the rest stay in the
   queue for the other workers.
 - Queues ``gpu`` and ``cpu``: each stage names its queue; ``flywheel worker -Q gpu`` runs with the
   solo pool (``flywheel worker`` never forks after CUDA is initialised).
+
+The app imports no task module: ``include`` names them (``tasks.py``: a run's tasks; ``schedule.py``: the
+nightly task), and a worker imports them when it starts. They import the app, never the other way.
 """
 
 from __future__ import annotations
 
 from celery import Celery, signals
+from celery.schedules import crontab
 from kombu import Exchange, Queue
 
+from trainer.service.locks import file_lock
 from trainer.service.settings import ServiceSettings, load_settings
 
 WEEK_S = 7 * 24 * 3600
+TASK_MODULES = ["trainer.service.tasks", "trainer.service.schedule"]  # imported by a worker as it starts
 
 
 def create_app(settings: ServiceSettings | None = None) -> Celery:
     settings = settings or load_settings()
-    app = Celery("flywheel", broker=settings.broker, backend=settings.backend, include=["trainer.service.tasks"])
+    app = Celery("flywheel", broker=settings.broker, backend=settings.backend, include=TASK_MODULES)
     transport: dict[str, object] = {}
     backend_transport: dict[str, object] = {}
     if settings.on_redis:
@@ -64,10 +70,23 @@ def create_app(settings: ServiceSettings | None = None) -> Celery:
         worker_hijack_root_logger=False,
         database_engine_options={"connect_args": {"timeout": 30}} if settings.backend.startswith("db+sqlite") else {},
     )
-    from trainer.service.schedule import configure_beat
-
     configure_beat(app, settings)
     return app
+
+
+def configure_beat(app: Celery, settings: ServiceSettings) -> None:
+    """The beat schedule from the settings; local time unless ``FLYWHEEL_TIMEZONE`` names a zone."""
+    if settings.timezone:
+        app.conf.timezone = settings.timezone
+    else:
+        app.conf.enable_utc = False  # Celery then reads the clock in the machine's local time
+    app.conf.beat_schedule = {
+        "nightly-cycle": {
+            "task": "flywheel.nightly",
+            "schedule": crontab(hour=settings.nightly_hour, minute=settings.nightly_minute),
+            "options": {"queue": "cpu"},
+        }
+    }
 
 
 def ensure_dirs(settings: ServiceSettings, celery: Celery | None = None) -> None:
@@ -87,8 +106,6 @@ def ensure_dirs(settings: ServiceSettings, celery: Celery | None = None) -> None
 
 def declare_queues(celery: Celery, settings: ServiceSettings) -> None:
     """Declare the app's queues on its broker, under a file lock beside the SQLite broker."""
-    from trainer.service.locks import file_lock
-
     with file_lock(settings.root / "celery" / "declare.lock"), celery.connection_for_write() as conn:
         channel = conn.default_channel
         for queue in celery.conf.task_queues or ():

@@ -1,5 +1,6 @@
-"""The nightly cycle: ``celery beat`` sends ``flywheel.nightly`` at 02:00 local time (configurable),
-and the worker that receives it starts a cycle when enough new episodes came in since the last one.
+"""The nightly cycle: ``celery beat`` sends ``flywheel.nightly`` at 02:00 local time (configurable:
+``celery_app.configure_beat``), and the worker that receives it (``nightly_task``, below) starts a cycle when
+enough new episodes came in since the last one.
 
 "Two beat processes never start two cycles": the decision (count the new episodes, queue the cycle,
 move the watermark) happens under one lock — Redis with a TTL when the broker is Redis (beats on
@@ -15,32 +16,16 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from trainer.service.celery_app import app
 from trainer.service.locks import service_lock
+from trainer.service.pipeline import submit_cycle
 from trainer.service.progress import read_json, write_json
-from trainer.service.settings import ServiceSettings
+from trainer.service.settings import ServiceSettings, load_settings
 from trainer.service.stage import CycleConfig, StageError
 
 log = logging.getLogger(__name__)
 NIGHTLY_LOCK_TTL_S = 300
-
-
-def configure_beat(app: Any, settings: ServiceSettings) -> None:
-    """The beat schedule from the settings; local time unless ``FLYWHEEL_TIMEZONE`` names a zone."""
-    from celery.schedules import crontab
-
-    if settings.timezone:
-        app.conf.timezone = settings.timezone
-    else:
-        app.conf.enable_utc = False  # Celery then reads the clock in the machine's local time
-    app.conf.beat_schedule = {
-        "nightly-cycle": {
-            "task": "flywheel.nightly",
-            "schedule": crontab(hour=settings.nightly_hour, minute=settings.nightly_minute),
-            "options": {"queue": "cpu"},
-        }
-    }
 
 
 def watermark_path(settings: ServiceSettings) -> Path:
@@ -62,8 +47,7 @@ def maybe_start_cycle(
     submit: Callable[..., str] | None = None,
 ) -> str | None:
     """Queue a cycle if ``min_new_episodes`` complete episodes ended since the last one; its run id or None."""
-    from data_store.episodes import EpisodeStore
-    from trainer.service.pipeline import submit_cycle
+    from data_store.episodes import EpisodeStore  # zarr: only when beat fires, not as every worker starts
 
     submit = submit or submit_cycle
     with service_lock(settings, "nightly", ttl_s=NIGHTLY_LOCK_TTL_S, wait=False) as acquired:
@@ -86,3 +70,9 @@ def maybe_start_cycle(
         write_json(path, {"until": until, "run_id": run_id, "new_episodes": len(new)})
         log.info("nightly: %d new episodes; started run %s", len(new), run_id)
         return run_id
+
+
+@app.task(name="flywheel.nightly")
+def nightly_task() -> str | None:
+    """Beat's entry: start a cycle if enough new episodes came in."""
+    return maybe_start_cycle(load_settings())

@@ -29,7 +29,7 @@ class ServiceSettings(FlywheelSettings):
     redis_prefix: str = Field(default="", description="Prefix of every Redis key (several flywheels, one Redis).")
     # A message a worker has taken but not acknowledged comes back to the queue after this long
     # (Redis). It must exceed the longest stage, or a stage still running is delivered a second time
-    # (harmless, see pipeline.py, but wasted work). A killed worker's task waits this long to resume.
+    # (harmless, see execute.py, but wasted work). A killed worker's task waits this long to resume.
     visibility_timeout_s: int = Field(default=DAY_S // 2, ge=1)
     restore_interval_s: int = Field(
         default=10, ge=1, description="How often a worker looks for expired messages (Redis)."

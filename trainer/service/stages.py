@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from trainer.service.progress import list_runs, read_run
 from trainer.service.stage import Queue, Stage, StageContext, StageError, StageOutput, StageUnavailable
 
 CANDIDATE_ALIAS = "candidate"
@@ -87,8 +88,6 @@ def bookkeeping(ctx: StageContext, stage: str, known: tuple[str, ...]) -> dict[s
 def previous_run_models(ctx: StageContext) -> tuple[Path, Path] | None:
     """The world and reward models of ``CycleConfig.continue_from`` (a run id, or "last": the newest succeeded run of
     this task), to fine-tune (co-evolution). None when the config names none, or "last" finds none."""
-    from trainer.service.progress import list_runs, read_run
-
     name = ctx.config.continue_from
     if not name:
         return None

@@ -1,8 +1,9 @@
-"""The Celery tasks: thin wrappers over ``pipeline.py`` that report progress to the result backend.
+"""The Celery tasks of a run: thin wrappers over ``execute.py`` that report progress to the result backend.
 
 Every task takes only the run id (and the stage name): the run record on the shared data dir holds
 the config, the snapshot and the key, so a redelivered message carries nothing stale. Each task
 publishes ``PROGRESS`` (stage, step, total, metrics) through ``update_state`` as the stage reports it.
+``pipeline.py`` chains them into a cycle; the nightly trigger's task, ``flywheel.nightly``, is in ``schedule.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from celery import Task
 
 from trainer.service.celery_app import app
-from trainer.service.pipeline import run_stage, snapshot_step
+from trainer.service.execute import run_stage, snapshot_step
 from trainer.service.progress import update_stage, worker_name
 from trainer.service.settings import load_settings
 
@@ -46,11 +47,3 @@ def stage_task(self: Task, run_id: str, stage: str) -> dict[str, Any]:
 def ping_task() -> dict[str, Any]:
     """Which worker answered, and when: for health checks and ``flywheel bench service``."""
     return {"worker": worker_name(), "at": time.time()}
-
-
-@app.task(name="flywheel.nightly")
-def nightly_task() -> str | None:
-    """Beat's entry: start a cycle if enough new episodes came in (see ``schedule.py``)."""
-    from trainer.service.schedule import maybe_start_cycle
-
-    return maybe_start_cycle(load_settings())

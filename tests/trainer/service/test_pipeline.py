@@ -10,7 +10,8 @@ from cycle_stages import executions
 from service_helpers import make_policy_artifact, make_settings, record_episodes, registered
 
 from data_store.registry import FLEET, Registry, policies
-from trainer.service.pipeline import run_cycle_inline, run_stage, snapshot_step, start_run
+from trainer.service.execute import run_stage, snapshot_step
+from trainer.service.pipeline import run_cycle_inline, start_run
 from trainer.service.progress import run_status
 from trainer.service.stage import CycleConfig, StageError, StageUnavailable
 from trainer.service.stages import require, training_run_tag

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer import paper_bench as pb
-from trainer.paper_report import Cell, matches_line, summarize, write_report
+from trainer.bench import paper as pb
+from trainer.bench.paper_report import Cell, matches_line, summarize, write_report
 
 
 def outcome_line(task: str, row: str, seed: int | None, t: float, scenes: str, bits: np.ndarray) -> dict:

@@ -34,7 +34,7 @@ def _tasks(value: str | None) -> tuple[str, ...] | None:
 def _variants(value: str | None) -> tuple[str, ...] | None:
     if value is None:
         return None
-    from trainer.paper_bench import VARIANTS
+    from trainer.bench.paper import VARIANTS
 
     names = tuple(v.strip() for v in value.split(",") if v.strip())
     unknown = [v for v in names if v not in VARIANTS]
@@ -85,8 +85,8 @@ def register(train: typer.Typer, bench: typer.Typer) -> None:
         report.md."""
         from dataclasses import replace
 
-        from trainer.cli_service import _settings
-        from trainer.paper_bench import PRESETS, TaskFailed, run_bench, units
+        from trainer.bench.paper import PRESETS, TaskFailed, run_bench, units
+        from trainer.cli.service import _settings
 
         if preset not in PRESETS:
             raise typer.BadParameter(f"--preset: choose one of {', '.join(PRESETS)}")
@@ -125,8 +125,8 @@ def register(train: typer.Typer, bench: typer.Typer) -> None:
         """The flywheel over several nights: the robot's success at the deployment temperature after each round."""
         from dataclasses import replace
 
-        from trainer.lifelong import LifelongConfig, run_lifelong, summary
-        from trainer.paper_bench import PRESETS
+        from trainer.bench.lifelong import LifelongConfig, run_lifelong, summary
+        from trainer.bench.paper import PRESETS
 
         bench_cfg = PRESETS["quick" if quick else "default"]
         overrides: dict[str, Any] = {"tasks": _tasks(tasks), "budget": budget}
@@ -144,7 +144,7 @@ def register(train: typer.Typer, bench: typer.Typer) -> None:
         import json
 
         from data_store.measure import machine
-        from trainer.cost_bench import GRID, QUICK_GRID, markdown, scaling, stage_times
+        from trainer.bench.cost import GRID, QUICK_GRID, markdown, scaling, stage_times
 
         if from_run is not None:
             results = from_run / "results.jsonl"

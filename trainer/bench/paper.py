@@ -24,7 +24,7 @@ Per task and seed (world model, reward model and RL seed), one process each (``-
 7. every trained policy's outcome on each of ``eval_episodes`` evaluation scenes, at the deployment temperature
    (what the robot runs) and at the sampling temperature.
 
-The report (``trainer/paper_report.py``) gives each row's mean over seeds with a 95% interval (seeds × scenes
+The report (``trainer/bench/paper_report.py``) gives each row's mean over seeds with a 95% interval (seeds × scenes
 bootstrap), paired sign-flip tests on the shared scenes against the Base at its best temperature and against
 simulator GRPO at P, the sample-efficiency plot, and a "flywheel" row: what the robot runs after the cycle (the
 candidate where the judge promoted it, else the base), which must never be worse.
@@ -53,13 +53,13 @@ import torch
 from data_store.measure import machine, peak_rss_mib
 from trainer.recipe import VALIDATION_SEED, Recipe, recipe
 
-DEFAULT_TASKS = ("drawer-close", "window-open", "drawer-open", "button-press-topdown")  # trainer/base_table.py
+DEFAULT_TASKS = ("drawer-close", "window-open", "drawer-open", "button-press-topdown")  # trainer/bench/base_table.py
 VARIANTS = ("base", "grpo_sim", "wmpo", "wmpo_kir", "wmpo_kir_coevo")
 WMPO_VARIANTS = ("wmpo", "wmpo_kir", "wmpo_kir_coevo")
 # scene seeds of each stage, disjoint: demonstrations 0.., evaluation 100_000.. (trainer.evaluate.EVAL_SEED),
 # validation 90_000.. (trainer.recipe.VALIDATION_SEED); per seed s, simulator GRPO and co-evolution add 5_000·s
 P_SEED, SIM_GRPO_SEED, COEVO_SEED = 30_000, 40_000, 50_000
-DEMO_ROBOT = "sim-demo"  # robot id of trainer.base_table.record_demonstrations' episodes
+DEMO_ROBOT = "sim-demo"  # robot id of trainer.bench.base_table.record_demonstrations' episodes
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class BenchConfig:
     budget: int = 128  # P real episodes of the base policy (WMPO: 128 or 1280)
     demos: int = 10  # scripted demonstrations per task for SFT
     demo_noise: float = 0.1
-    sft_steps: int = 600  # as trainer/base_table.py
+    sft_steps: int = 600  # as trainer/bench/base_table.py
     policy_preset: str = "small"
     recipe: str = "default"  # trainer/recipe.py: every trained row runs this cycle
     recipe_overrides: dict[str, Any] = field(default_factory=dict)  # only for smoke runs: a result names them
@@ -213,7 +213,7 @@ def have_outcomes(lines: list[dict[str, Any]], name: str, temperature: float, sc
 
 def train_base(store: Any, out: Path, cfg: BenchConfig) -> Any:
     """Scripted demonstrations of every task → one multi-task SFT base policy (cached in ``out``)."""
-    from trainer.base_table import record_demonstrations
+    from trainer.bench.base_table import record_demonstrations
     from trainer.sft import SFTConfig, train_sft
     from vla.artifact import load_artifact
 
@@ -326,7 +326,7 @@ def prepare_task(ctx: TaskContext, base: Any) -> dict[float, np.ndarray]:
 def diagnose(ctx: TaskContext, seed: int, base: Any, wm: Any, rm: Any, imagination: Any, recipe_: Recipe) -> None:
     """Where imagination can break: reward model on real frames, world model + reward model on replays of real
     actions, and the base's imagined vs true success (16 episodes, half successes where the store has them)."""
-    from trainer.imagination_quality import replay
+    from trainer.world_model.replay import replay
 
     pool = [
         *ctx.store.episodes(task=ctx.task, robot_id="base", status="complete"),
@@ -538,7 +538,7 @@ def run_bench(
     ``jobs`` > 1 runs that many (task, seed) units at once, each in its own process with one torch thread
     (after the shared base policy)."""
     from data_store.episodes import EpisodeStore
-    from trainer.paper_report import write_report
+    from trainer.bench.paper_report import write_report
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_config.json").write_text(json.dumps(cfg.to_json(), indent=1))
@@ -592,7 +592,7 @@ def _load_base(out: Path) -> Any:
 
 
 def run_unit_processes(cfg: BenchConfig, out: Path, jobs: int, echo: Callable[[str], None] | None = print) -> list[str]:
-    """Each (task, seed) in a ``python -m trainer.paper_bench OUT TASK SEED`` process, ``jobs`` at a time, one torch
+    """Each (task, seed) in a ``python -m trainer.bench.paper OUT TASK SEED`` process, ``jobs`` at a time, one torch
     thread each. Each process writes ``OUT/logs/TASK-seedS.txt``, whose JSON lines are echoed here as they come.
     Returns the units whose process failed."""
     import subprocess
@@ -619,7 +619,7 @@ def run_unit_processes(cfg: BenchConfig, out: Path, jobs: int, echo: Callable[[s
             name = f"{task}-seed{seed}"
             path = out / "logs" / f"{name}.txt"
             with path.open("ab") as log:
-                cmd = [sys.executable, "-m", "trainer.paper_bench", str(out), task, str(seed)]
+                cmd = [sys.executable, "-m", "trainer.bench.paper", str(out), task, str(seed)]
                 proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
             running.append((name, proc, path, path.stat().st_size))
         time.sleep(1.0)

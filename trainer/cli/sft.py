@@ -141,7 +141,7 @@ def register(train: typer.Typer, bench: typer.Typer) -> None:
             except ValueError as e:
                 raise typer.BadParameter(str(e), param_hint="--tasks") from None
         _threads(threads)
-        from trainer.base_table import BaseTableConfig, run_base_table
+        from trainer.bench.base_table import BaseTableConfig, run_base_table
 
         cfg = BaseTableConfig(tasks=task_list, demos=ns, episodes=episodes, preset=preset, steps=steps, noise=noise)
         from data_store.measure import machine
@@ -171,7 +171,7 @@ def register(train: typer.Typer, bench: typer.Typer) -> None:
         import importlib.util
 
         # benchmarks/ is a folder of scripts beside the packages, not an installed package
-        path = Path(__file__).resolve().parents[1] / "benchmarks" / "policy_speed.py"
+        path = Path(__file__).resolve().parents[2] / "benchmarks" / "policy_speed.py"
         spec = importlib.util.spec_from_file_location("policy_speed", path)
         if spec is None or spec.loader is None or not path.is_file():
             console.print(f"[red]error:[/red] {path} not found (run from a source checkout)")

@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.imagination_quality import (
+from trainer.bench.imagination_quality import (
     copy_baseline,
     feature_distance,
     psnr,
     random_conv_features,
-    replay,
     replay_quality,
     ssim,
     success_agreement,
@@ -21,6 +20,7 @@ from trainer.reward_model import PRESETS as RM_PRESETS
 from trainer.reward_model import FrameRewardModel, SuccessClassifier
 from trainer.world_model import PRESETS, PixelWorldModel, RecordedEpisode
 from trainer.world_model.network import ChunkDenoiser
+from trainer.world_model.replay import replay
 
 
 def frames(n: int, seed: int = 0) -> np.ndarray:

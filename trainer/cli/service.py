@@ -230,7 +230,7 @@ def bench_service(
     tasks: int = typer.Option(30, min=3, help="Round trips per broker."),
 ) -> None:
     """Task round trip through a real worker on the embedded SQLite broker and on Redis (JSON lines)."""
-    from trainer.service.bench import run_bench
+    from trainer.bench.service import run_bench
 
     try:
         for line in run_bench(redis, tasks):

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainer.paper_bench import DEMO_ROBOT, PRESETS, BenchConfig, Recorder, TaskContext, train_base
+from trainer.bench.paper import DEMO_ROBOT, PRESETS, BenchConfig, Recorder, TaskContext, train_base
 from trainer.recipe import VALIDATION_SEED
 
 

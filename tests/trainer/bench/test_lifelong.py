@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from trainer.lifelong import LifelongConfig, run_lifelong, summary
-from trainer.paper_bench import PRESETS
+from trainer.bench.lifelong import LifelongConfig, run_lifelong, summary
+from trainer.bench.paper import PRESETS
 
 
 @pytest.mark.slow

@@ -151,8 +151,9 @@ def world_model(
 def _quality_report(
     model_dir: Path, episodes: list[Any], sampling_steps: int, seed: int, cfg: dict, as_json: bool
 ) -> None:
-    from trainer.imagination_quality import copy_baseline, replay, replay_quality
+    from trainer.bench.imagination_quality import copy_baseline, replay_quality
     from trainer.world_model import PixelWorldModel
+    from trainer.world_model.replay import replay
 
     wm = PixelWorldModel.load(model_dir, sampling_steps=sampling_steps, seed=seed)
     rows = [{"model": "world model", **r} for r in replay_quality(replay(wm, episodes, seed=seed), episodes)]
@@ -200,9 +201,10 @@ def reward_model(
     and, with --world-model, how often its verdict on imagined replays matches the real outcome."""
     from dataclasses import replace
 
-    from trainer.imagination_quality import replay, success_agreement
+    from trainer.bench.imagination_quality import success_agreement
     from trainer.reward_model import PRESETS, evaluate, fit_with_imagination
     from trainer.world_model import PixelWorldModel, split_held_out
+    from trainer.world_model.replay import replay
 
     if preset not in PRESETS:
         raise typer.BadParameter(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}", param_hint="--preset")
@@ -290,7 +292,7 @@ def bench_world_model(
 ) -> None:
     """Imagined frames/s (batched, 64×64) next to the simulator's step+render rate, training steps/s and peak memory,
     as JSON lines."""
-    from trainer.world_model.bench import BenchConfig, run_bench
+    from trainer.bench.world_model import BenchConfig, run_bench
 
     try:
         steps = tuple(int(s) for s in sampling_steps.split(",") if s.strip())
