@@ -313,8 +313,7 @@ def test_rollback_to_previous_and_named(reg: Registry, tmp_path: Path) -> None:
         assert out["moved"] == {robot_scope("r1"): v1, robot_scope("r2"): v1}
         assert FLEET in out["skipped"]  # the fleet alias only ever pointed at v1
         assert [policies.desired_version(s, r) for r in ("r1", "r2")] == [v1, v1]
-        # the v2 rollout was undone; the v1 one it went back to was not
-        # v1 never ran anywhere before v2 went out to its robots: superseded, not undone
+        # the v2 rollout was undone; v1 never ran anywhere before v2 went out to its robots: superseded
         assert [r.status for r in rollouts.list_rollouts(s)] == ["rolled_back", "superseded"]
         rollouts.rollback(s, ["r2"], to=v3, by="dave")
         assert [policies.desired_version(s, r) for r in ("r1", "r2")] == [v1, v3]
