@@ -85,7 +85,12 @@ def configure_beat(app: Celery, settings: ServiceSettings) -> None:
             "task": "flywheel.nightly",
             "schedule": crontab(hour=settings.nightly_hour, minute=settings.nightly_minute),
             "options": {"queue": "cpu"},
-        }
+        },
+        "recover-interrupted": {  # runs a broker outage interrupted resume once it is back
+            "task": "flywheel.recover",
+            "schedule": settings.recover_every_s,
+            "options": {"queue": "cpu"},
+        },
     }
 
 

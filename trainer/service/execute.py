@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from trainer.service.locks import service_lock
+from trainer.service.locks import Lease, LeaseLost, service_lock
 from trainer.service.progress import (
     StageReporter,
     read_json,
@@ -31,7 +31,14 @@ from trainer.service.progress import (
 )
 from trainer.service.settings import ServiceSettings
 from trainer.service.snapshot import Snapshot, idempotency_key, resolve_policy, take_snapshot
-from trainer.service.stage import CycleConfig, Stage, StageContext, StageError, StageOutput, stage_levels
+from trainer.service.stage import (
+    CycleConfig,
+    Stage,
+    StageContext,
+    StageError,
+    StageOutput,
+    stage_levels,
+)
 
 Publish = Callable[[dict[str, Any]], None]
 
@@ -95,12 +102,12 @@ def run_stage(settings: ServiceSettings, run_id: str, name: str, publish: Publis
     stage, key = table[name], record["key"]
     work_dir = settings.work_dir / key
     done = work_dir / name / "done.json"
-    with service_lock(settings, f"stage:{key}:{name}", ttl_s=settings.stage_lease_s):
+    with service_lock(settings, f"stage:{key}:{name}", ttl_s=settings.stage_lease_s) as lease:
         if done.is_file():
             out = StageOutput.from_json(read_json(done))
             update_stage(settings, run_id, name, state="done", reused=True, metrics=dict(out.metrics))
         else:
-            out = _run_once(settings, run_id, record, stage, work_dir, publish)
+            out = _run_once(settings, run_id, record, stage, work_dir, publish, lease)
             write_json(done, out.to_json())
     _record_output(settings, run_id, name, out, table)
     return out
@@ -113,6 +120,7 @@ def _run_once(
     stage: Stage,
     work_dir: Path,
     publish: Publish | None,
+    lease: Lease | None = None,
 ) -> StageOutput:
     try:
         inputs = _inputs(work_dir, stage)
@@ -128,7 +136,7 @@ def _run_once(
         settings=settings,
         work_dir=work_dir,
         inputs=inputs,
-        report=StageReporter(settings, run_id, stage.name, publish),
+        report=StageReporter(settings, run_id, stage.name, publish, lease=lease),
         resume=_left_behind(work_dir / stage.name),
     )
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
@@ -140,6 +148,9 @@ def _run_once(
     )  # fmt: skip
     try:
         out = stage.run(ctx)
+    except LeaseLost as e:  # not a failure: it resumes from its checkpoints
+        update_stage(settings, run_id, stage.name, state="interrupted", reason=str(e), finished_at=time.time())
+        raise
     except StageError as e:
         fail_run(settings, run_id, stage.name, str(e))
         raise

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.service.locks import file_lock
+from trainer.service.locks import LeaseLost, file_lock
 from trainer.service.settings import ServiceSettings, load_settings
 
 log = logging.getLogger("trainer.service.progress")
@@ -182,17 +182,31 @@ class StageReporter:
     stage: str
     publish: Callable[[dict[str, Any]], None] | None = None
     every_s: float = 0.5
+    lease: Any = None  # locks.Lease: a stage whose lease was lost stops here
     _last: float = field(default=0.0, init=False)
+    _publish_failed: bool = field(default=False, init=False)
 
     def __call__(self, step: int, total: int | None = None, **metrics: float) -> None:
+        if self.lease is not None and self.lease.lost.is_set():
+            raise LeaseLost(f"{self.stage}: its lease was lost (broker unreachable?); it resumes from its checkpoints")
         now = time.monotonic()
         if now - self._last < self.every_s and (total is None or step < total):
             return
         self._last = now
         clean = {k: float(v) for k, v in metrics.items()}
         update_stage(self.settings, self.run_id, self.stage, step=int(step), total=total, metrics=clean)
-        if self.publish is not None:
-            self.publish({"run_id": self.run_id, "stage": self.stage, "step": step, "total": total, "metrics": clean})
+        if self.publish is not None:  # progress on the result backend is a view: a broker outage never fails a stage
+            try:
+                self.publish(
+                    {"run_id": self.run_id, "stage": self.stage, "step": step, "total": total, "metrics": clean}
+                )
+                self._publish_failed = False
+            except Exception as e:
+                if not self._publish_failed:
+                    log.warning(
+                        "run %s, %s: progress not published (%s); the stage goes on", self.run_id, self.stage, e
+                    )
+                self._publish_failed = True
 
 
 def worker_name() -> str:

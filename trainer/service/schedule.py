@@ -76,3 +76,47 @@ def maybe_start_cycle(
 def nightly_task() -> str | None:
     """Beat's entry: start a cycle if enough new episodes came in."""
     return maybe_start_cycle(load_settings())
+
+
+def recover_interrupted(
+    settings: ServiceSettings, resume: Callable[[str, ServiceSettings], str] | None = None, *, limit: int = 50
+) -> dict[str, str]:
+    """Resume the runs a broker outage interrupted: a run still ``running`` with a stage left ``interrupted`` (its
+    lease was lost) and no worker holding that stage's lock now. Each run is resumed at most
+    ``settings.max_recoveries`` times; past that it fails with what to do. Returns ``{run id: what was done}``."""
+    from trainer.service.execute import fail_run
+    from trainer.service.pipeline import resume_cycle
+    from trainer.service.progress import list_runs, run_status, update_run
+
+    resume = resume or (lambda run_id, s: resume_cycle(run_id, s))
+    done: dict[str, str] = {}
+    for record in list_runs(settings, limit=limit):
+        if record["state"] != "running" or record.get("key") is None:
+            continue
+        status = run_status(record["run_id"], settings)
+        stuck = [st["stage"] for st in status["progress"] if st.get("state") == "interrupted"]
+        if not stuck:
+            continue
+        with service_lock(settings, f"stage:{record['key']}:{stuck[0]}", ttl_s=30, wait=False) as free:
+            if not free:  # a worker runs it again already
+                continue
+        run_id, tries = record["run_id"], int(record.get("recoveries", 0))
+        if tries >= settings.max_recoveries:
+            reason = (
+                f"{stuck[0]} was interrupted {tries + 1} times (broker outages); after fixing the broker: "
+                f"flywheel train cycle --resume {run_id}"
+            )
+            fail_run(settings, run_id, stuck[0], reason)
+            done[run_id] = "failed: " + reason
+            continue
+        update_run(settings, run_id, recoveries=tries + 1)
+        resume(run_id, settings)
+        done[run_id] = f"resumed at {stuck[0]} (recovery {tries + 1} of {settings.max_recoveries})"
+        log.info("recover: run %s %s", run_id, done[run_id])
+    return done
+
+
+@app.task(name="flywheel.recover")
+def recover_task() -> dict[str, str]:
+    """Beat's sweep: resume the runs a broker outage interrupted, once the broker is back."""
+    return recover_interrupted(load_settings())

@@ -35,6 +35,10 @@ class ServiceSettings(FlywheelSettings):
         default=10, ge=1, description="How often a worker looks for expired messages (Redis)."
     )
     stage_lease_s: int = Field(default=60, ge=2, description="A running stage's lease; renewed while it runs.")
+    recover_every_s: int = Field(
+        default=300, ge=10, description="How often beat resumes runs a broker outage interrupted."
+    )
+    max_recoveries: int = Field(default=3, ge=0, description="Resumes of one run after outages before it fails.")
     stage_table: str = Field(
         default="trainer.service.stages:STAGES", description="module:attribute of the stages to run."
     )

@@ -15,6 +15,7 @@ from celery import Task
 
 from trainer.service.celery_app import app
 from trainer.service.execute import run_stage, snapshot_step
+from trainer.service.locks import LeaseLost
 from trainer.service.progress import update_stage, worker_name
 from trainer.service.settings import load_settings
 
@@ -39,7 +40,12 @@ def snapshot_task(self: Task, run_id: str) -> dict[str, Any]:
 def stage_task(self: Task, run_id: str, stage: str) -> dict[str, Any]:
     settings = load_settings()
     update_stage(settings, run_id, stage, task_id=self.request.id)  # where the result backend has its progress
-    out = run_stage(settings, run_id, stage, _publisher(self))
+    try:
+        out = run_stage(settings, run_id, stage, _publisher(self))
+    except LeaseLost as e:
+        # Its lease was lost (a broker outage): try again from its checkpoints. When the broker is still down the
+        # retry cannot be sent either; beat's flywheel.recover resumes the run once it is back.
+        raise self.retry(exc=e, countdown=30, max_retries=settings.max_recoveries) from e
     return {"run_id": run_id, "stage": stage, **out.to_json()}
 
 
