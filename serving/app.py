@@ -14,6 +14,7 @@ from serving.edge import EdgeChecks
 from serving.errors import install_error_handlers
 from serving.metrics import install_metrics
 from serving.routers import dashboard, episodes, health, inference, policies, robots, rollouts, runs
+from serving.schemas import ERRORS
 from serving.settings import Settings
 
 
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Policy registry, rollouts and rollbacks, robots, episodes, training runs, remote inference.",
         lifespan=lifespan,
+        responses=ERRORS,  # every operation documents the errors it can answer, in their one shape
     )
     app.state.settings = settings
     app.state.registry = registry

@@ -113,6 +113,29 @@ class RolloutIn(Body):
     )
 
 
+class ErrorOut(BaseModel):
+    """Every error the server answers: a short code and a sentence for a person; a validation error adds ``detail``
+    (one entry per field), and some add what they refer to (a refused run's ``run``)."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str = Field(description="unauthorized | forbidden | not_found | conflict | too_large | invalid_request")
+    reason: str
+    detail: list[dict[str, Any]] | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": what}
+    for code, what in (
+        (401, "No valid API token"),
+        (403, "The token's role or binding does not allow this"),
+        (404, "No such version, alias, robot, rollout, episode or run"),
+        (409, "A version name that already names other content"),
+        (413, "The request body is over the server's limit"),
+        (422, "An invalid request, or one the registry refuses (the reason says why)"),
+    )
+}
+
+
 class RobotState(BaseModel):
     state: Literal["running", "pending", "waiting", "kept", "refused", "rolled_back"]
     reason: str | None = None
