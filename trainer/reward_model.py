@@ -388,7 +388,7 @@ def train_reward_model(
         raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     cfg = PRESETS[preset] if steps is None else replace(PRESETS[preset], steps=steps)
     if isinstance(world_model, (str, Path)):
-        from trainer.world_model import PixelWorldModel
+        from trainer.world_model import load_world_model
 
-        world_model = PixelWorldModel.load(world_model)
+        world_model = load_world_model(world_model)
     return fit_with_imagination(episodes, out, config=cfg, world_model=world_model, init=init).model

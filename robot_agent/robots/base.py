@@ -79,32 +79,37 @@ class Robot(ABC):
         self.disconnect()
 
 
-_ROBOTS: dict[str, str] = {
-    # name -> "module:Class", imported on demand so a missing hardware library breaks only its backend.
-    "sim": "robot_agent.robots.sim:SimRobot",
-    "dds": "robot_agent.robots.dds:DDSRobot",
-    "lerobot": "robot_agent.robots.lerobot_arm:LeRobotArm",
-}
+_ROBOTS: dict[str, type[Robot]] = {}  # filled by @register_robot, and only by it
+# The shipped backends' modules, imported when a robot is first asked for (their decorators register them). Each
+# imports its hardware library only when it connects, so importing all of them costs no SDK.
+BACKEND_MODULES = ("robot_agent.robots.sim", "robot_agent.robots.dds", "robot_agent.robots.lerobot_arm")
 
 
 def register_robot(name: str) -> Callable[[type[Robot]], type[Robot]]:
+    """Class decorator: the backend is ``make_robot(name)`` from now on (a third-party module that is imported
+    registers the same way)."""
+
     def wrap(cls: type[Robot]) -> type[Robot]:
-        _ROBOTS[name] = f"{cls.__module__}:{cls.__qualname__}"
+        _ROBOTS[name] = cls
         cls.name = name
         return cls
 
     return wrap
 
 
+def _import_backends() -> None:
+    for module in BACKEND_MODULES:
+        importlib.import_module(module)
+
+
 def robot_names() -> list[str]:
+    _import_backends()
     return sorted(_ROBOTS)
 
 
 def make_robot(name: str, **kwargs: Any) -> Robot:
     """Build the robot backend registered as ``name``. Unknown names list the known ones."""
+    _import_backends()
     if name not in _ROBOTS:
         raise ValueError(f"unknown robot {name!r}; known: {', '.join(robot_names())}")
-    module, cls_name = _ROBOTS[name].split(":")
-    cls = getattr(importlib.import_module(module), cls_name)
-    robot: Robot = cls(**kwargs)
-    return robot
+    return _ROBOTS[name](**kwargs)

@@ -231,3 +231,29 @@ def test_the_frame_size_comes_from_the_episodes(tmp_path: Path) -> None:
         fit_world_model([ep], tmp_path / "ft", train=train, finetune_from=fresh.model, progress=False)
     with pytest.raises(ValueError, match="differ in size"):
         fit_world_model([ep, small], tmp_path / "mixed", config=TINY, train=train, progress=False)
+
+
+def test_world_models_load_by_the_kind_their_folder_names(tmp_path: Path) -> None:
+    from trainer.world_model import load_world_model, register_world_model
+    from trainer.world_model.kinds import WORLD_MODELS
+
+    model = PixelWorldModel(ChunkDenoiser(TINY))
+    model.save(tmp_path / "wm")
+    loaded = load_world_model(tmp_path / "wm", seed=3)
+    assert isinstance(loaded, PixelWorldModel) and loaded.seed == 3
+
+    @register_world_model("test-latent")
+    class Latent:  # another kind plugs in by its decorator alone
+        @classmethod
+        def load(cls, path: object, *, sampling_steps: int | None = None, seed: int = 0) -> Latent:
+            return cls()
+
+    try:
+        manifest = json.loads((tmp_path / "wm" / "manifest.json").read_text())
+        (tmp_path / "wm" / "manifest.json").write_text(json.dumps({**manifest, "kind": "test-latent"}))
+        assert isinstance(load_world_model(tmp_path / "wm"), Latent)
+        (tmp_path / "wm" / "manifest.json").write_text(json.dumps({**manifest, "kind": "reward-model"}))
+        with pytest.raises(ValueError, match="holds a 'reward-model', not a world model"):
+            load_world_model(tmp_path / "wm")
+    finally:
+        WORLD_MODELS.pop("test-latent")

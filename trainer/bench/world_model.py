@@ -98,7 +98,7 @@ def run_bench(cfg: BenchConfig, echo: Callable[[str], None] | None = print) -> l
     emit(f"sim/{cfg.task}", "peak_rss", peak_rss_mib(), "MiB", **base)
 
     if cfg.model:
-        wm = PixelWorldModel.load(cfg.model)
+        wm = PixelWorldModel.load(cfg.model)  # this bench measures the pixel-space model itself
     else:
         if cfg.preset not in PRESETS:
             raise ValueError(f"unknown preset {cfg.preset!r}; known: {', '.join(PRESETS)}")

@@ -170,13 +170,13 @@ class RewardModelStage:
     def run(self, ctx: StageContext) -> StageOutput:
         fit = require("trainer.cycle", "fit_reward_model_step", "reward-model training")
         from trainer.cycle import episodes_of
-        from trainer.world_model import PixelWorldModel
+        from trainer.world_model import load_world_model
 
         opts = bookkeeping(ctx, self.name, ("camera",))
         recipe = cycle_recipe(ctx)
         previous = previous_run_models(ctx)
         steps = recipe.refit_reward_model_steps if previous else recipe.reward_model_steps
-        world_model = PixelWorldModel.load(ctx.artifact("world_model", "model"), seed=recipe.seed)
+        world_model = load_world_model(ctx.artifact("world_model", "model"), seed=recipe.seed)
         out = ctx.out_dir / "reward_model"
         try:
             model, calibration = fit(
@@ -196,9 +196,9 @@ class RewardModelStage:
 
 def cycle_models(ctx: StageContext, recipe: Any) -> tuple[Any, Any]:
     from trainer.reward_model import FrameRewardModel
-    from trainer.world_model import PixelWorldModel
+    from trainer.world_model import load_world_model
 
-    world_model = PixelWorldModel.load(ctx.artifact("world_model", "model"), seed=recipe.seed)
+    world_model = load_world_model(ctx.artifact("world_model", "model"), seed=recipe.seed)
     return world_model, FrameRewardModel.load(ctx.artifact("reward_model", "model"))
 
 

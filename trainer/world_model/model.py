@@ -22,6 +22,7 @@ import torch
 from trainer.world_model.checkpoint import read_model_dir, write_model_dir
 from trainer.world_model.config import WorldModelConfig
 from trainer.world_model.flow import sample_chunk
+from trainer.world_model.kinds import register_world_model
 from trainer.world_model.network import ChunkDenoiser
 
 KIND = "world-model"
@@ -48,6 +49,7 @@ class RolloutState:
     steps_done: int = 0
 
 
+@register_world_model(KIND)
 class PixelWorldModel:
     """Action-conditioned pixel-space video model with few-step rectified-flow sampling."""
 
