@@ -24,6 +24,8 @@ import numpy as np
 from trainer.grpo import DrawGroups, GRPOConfig, Rollouts, make_optimizer, train_grpo
 from trainer.imagine import ImagineConfig, ProprioNet, StartSampler, first_frame_starts, imagine_rollouts
 from trainer.keyframes import KeyframeConfig, complete_episodes, find_keyframes, keyframe_start
+from trainer.protocols import RewardModel, WorldModel
+from vla.protocol import TrainablePolicy
 
 
 @dataclass(frozen=True)
@@ -42,15 +44,15 @@ class WMPOConfig:
 class Imagination:
     """The learned stand-ins for the arm during RL: world model, reward model, imagined proprio, starts."""
 
-    world_model: Any  # trainer.protocols.WorldModel
-    reward_model: Any  # trainer.protocols.RewardModel
+    world_model: WorldModel
+    reward_model: RewardModel
     proprio: ProprioNet  # or the linear trainer.imagine.ProprioModel
     sampler: StartSampler
     camera: str
     keyframes_found: int = 0
     safety: str | None = None  # the robot's safety preset: imagined actions are filtered as the robot filters them
 
-    def draw(self, policy: Any, cfg: WMPOConfig, log: list[dict[str, Any]] | None = None) -> DrawGroups:
+    def draw(self, policy: TrainablePolicy, cfg: WMPOConfig, log: list[dict[str, Any]] | None = None) -> DrawGroups:
         icfg = ImagineConfig(
             group_size=cfg.grpo.group_size,
             temperature=cfg.grpo.temperature,
@@ -94,7 +96,7 @@ def load_models(world_model_dir: Any, reward_model_dir: Any) -> tuple[Any, Any]:
     return PixelWorldModel.load(world_model_dir), FrameRewardModel.load(reward_model_dir)
 
 
-def context_len(world_model: Any) -> int:
+def context_len(world_model: WorldModel) -> int:
     """C context frames the world model takes (reference + memory)."""
     cfg = getattr(world_model, "config", None)
     for obj in (world_model, cfg):
@@ -107,8 +109,8 @@ def context_len(world_model: Any) -> int:
 def build_imagination(
     store: Any,
     task: str,
-    world_model: Any,
-    reward_model: Any,
+    world_model: WorldModel,
+    reward_model: RewardModel,
     horizon: int,
     cfg: WMPOConfig,
     camera: str | None = None,
@@ -144,7 +146,7 @@ def build_imagination(
 
 
 def wmpo(
-    policy: Any,
+    policy: TrainablePolicy,
     imagination: Imagination,
     cfg: WMPOConfig,
     on_iteration: Callable[[int, dict[str, float]], None] | None = None,
@@ -184,7 +186,7 @@ Refit = Callable[[Any, Any], tuple[Any, Any]]  # (world model, reward model) -> 
 
 
 def coevolve(
-    policy: Any,
+    policy: TrainablePolicy,
     imagination: Imagination,
     cfg: WMPOConfig,
     extra_episodes: int,

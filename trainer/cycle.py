@@ -41,7 +41,9 @@ import torch
 from data_store.stats import Rate, mcnemar, sign_flip, wilson
 from trainer.coevolution import Imagination, WMPOConfig, build_imagination, context_len, wmpo
 from trainer.imagine import ImagineConfig, StartState, first_frame_starts, imagine_rollouts
+from trainer.protocols import RewardModel, WorldModel
 from trainer.recipe import VALIDATION_SEED, Recipe
+from vla.protocol import TrainablePolicy
 
 # --------------------------------------------------------------------------------------------- the snapshot
 
@@ -127,7 +129,7 @@ def fit_world_model_step(
 def fit_reward_model_step(
     recipe: Recipe,
     episodes: Sequence[Any],
-    world_model: Any,
+    world_model: WorldModel,
     out: Path,
     *,
     init: Any = None,
@@ -211,8 +213,8 @@ def wmpo_config(recipe: Recipe) -> WMPOConfig:
 def imagination_for(
     store: Any,
     task: str,
-    world_model: Any,
-    reward_model: Any,
+    world_model: WorldModel,
+    reward_model: RewardModel,
     recipe: Recipe,
     horizon: int,
     camera: str | None,
@@ -234,7 +236,7 @@ def imagination_for(
 
 
 def improve(
-    policy: Any,
+    policy: TrainablePolicy,
     imagination: Imagination,
     recipe: Recipe,
     on_iteration: Callable[[int, dict[str, float]], None] | None = None,
@@ -322,7 +324,7 @@ class Verdict:
 
 
 def imagined_outcomes(
-    policy: Any,
+    policy: TrainablePolicy,
     imagination: Imagination,
     starts: Sequence[StartState],
     temperature: float,
@@ -348,15 +350,15 @@ def imagined_outcomes(
 
 
 def held_out_starts(
-    store: Any, task: str, split: JudgeSplit, horizon: int, world_model: Any, camera: str | None
+    store: Any, task: str, split: JudgeSplit, horizon: int, world_model: WorldModel, camera: str | None
 ) -> list[StartState]:
     """WMPO first-frame starts of the held-out episodes."""
     return first_frame_starts(StoreView(store, split.held_out), task, horizon, context_len(world_model), camera)
 
 
 def compare_imagined(
-    candidate: Any,
-    parent: Any,
+    candidate: TrainablePolicy,
+    parent: TrainablePolicy,
     imagination: Imagination,
     starts: Sequence[StartState],
     temperature: float,
@@ -402,7 +404,7 @@ class SimJudge:
     parent_outcomes: dict[float, np.ndarray] = field(default_factory=dict)  # {temperature: bool [scenes]}, cached
     safety: str | None = "sim"  # the robot's safety preset (the recipe's)
 
-    def outcomes(self, policy: Any, temperature: float) -> np.ndarray:
+    def outcomes(self, policy: TrainablePolicy, temperature: float) -> np.ndarray:
         from trainer.evaluate import scene_outcomes
 
         seeds = range(self.first_seed, self.first_seed + self.scenes)
@@ -412,8 +414,8 @@ class SimJudge:
 
 
 def judge(
-    candidate: Any,
-    parent: Any,
+    candidate: TrainablePolicy,
+    parent: TrainablePolicy,
     imagination: Imagination,
     starts: Sequence[StartState],
     recipe: Recipe,

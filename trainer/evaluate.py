@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from data_store.stats import wilson
+from vla.protocol import Policy, TrainablePolicy
 
 EVAL_SEED = 100_000
 
@@ -56,7 +57,7 @@ def wilson_interval(successes: int, n: int) -> tuple[float, float]:
 
 
 def scene_outcomes(
-    policy: Any,
+    policy: TrainablePolicy,
     task: str,
     seeds: Sequence[int] | range,
     temperature: float,
@@ -93,7 +94,7 @@ def scene_outcomes(
 
 def run_seeded_episodes(
     robot: Any,
-    policy: Any,
+    policy: Policy,
     seeds: Iterable[int],
     *,
     version: str | None = None,
@@ -141,7 +142,7 @@ def run_seeded_episodes(
 
 
 def evaluate_policy(
-    policy: Any,
+    policy: Policy,
     task: str,
     episodes: int,
     seed: int = EVAL_SEED,

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from data_store.schema import Observation
+from vla.protocol import TrainablePolicy
 
 
 @dataclass(frozen=True)
@@ -242,12 +243,14 @@ def collect_batch(draw: DrawGroups, cfg: GRPOConfig) -> tuple[Rollouts | None, d
 # -------------------------------------------------------------------------------------- the update
 
 
-def make_optimizer(policy: Any, cfg: GRPOConfig) -> torch.optim.Optimizer:
+def make_optimizer(policy: TrainablePolicy, cfg: GRPOConfig) -> torch.optim.Optimizer:
     params = [p for p in policy.parameters() if p.requires_grad]
     return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
 
 
-def update(policy: Any, optimizer: torch.optim.Optimizer, batch: Rollouts, cfg: GRPOConfig) -> dict[str, float]:
+def update(
+    policy: TrainablePolicy, optimizer: torch.optim.Optimizer, batch: Rollouts, cfg: GRPOConfig
+) -> dict[str, float]:
     """One GRPO update: ``epochs`` passes of ``minibatches`` gradient steps over the valid chunks of ``batch``."""
     if cfg.kl_coef != 0.0:
         raise ValueError("kl_coef: WMPO/WoVR use no KL and no reference model; this implementation has none")
@@ -290,7 +293,7 @@ def update(policy: Any, optimizer: torch.optim.Optimizer, batch: Rollouts, cfg: 
 
 
 def train_grpo(
-    policy: Any,
+    policy: TrainablePolicy,
     draw: DrawGroups,
     cfg: GRPOConfig,
     iterations: int,
@@ -316,7 +319,7 @@ def train_grpo(
     return history
 
 
-def _train_mode(policy: Any, on: bool) -> None:
+def _train_mode(policy: TrainablePolicy, on: bool) -> None:
     """Dropout off while sampling so that old log-probs match the policy that acted."""
     fn = getattr(policy, "train", None)
     if callable(fn):

@@ -15,6 +15,7 @@ import numpy as np
 class WorldModel(Protocol):
     chunk_size: int  # K frames generated per action chunk
     image_size: tuple[int, int]  # (H, W)
+    seed: int  # the imagination's noise: two policies judged with one seed meet the same imagined noise
 
     def reset(
         self,
@@ -26,6 +27,11 @@ class WorldModel(Protocol):
 
     def step(self, state: Any, action_chunk: np.ndarray) -> tuple[np.ndarray, Any]:
         """Imagine the next K frames, uint8 [B, K, H, W, 3], for float32 [B, K, A] actions."""
+        ...
+
+    def rollout(self, first_frames: np.ndarray, actions: np.ndarray, seed: int | None = None) -> np.ndarray:
+        """Replay B action sequences open-loop from their first frames (uint8 [B, H, W, 3]): float32 [B, T, A]
+        -> uint8 [B, T, H, W, 3], frame t the one after action t."""
         ...
 
 

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from trainer.protocols import WorldModel
 from trainer.world_model.checkpoint import read_model_dir, write_model_dir
 from trainer.world_model.data import RecordedEpisode, load_episodes, split_held_out
 from trainer.world_model.model import frames_to_tensor
@@ -325,7 +326,7 @@ def fit_reward_model(
 
 
 def imagined_counterparts(
-    world_model: Any, episodes: Sequence[RecordedEpisode], seed: int = 0
+    world_model: WorldModel, episodes: Sequence[RecordedEpisode], seed: int = 0
 ) -> list[RecordedEpisode]:
     """Each episode as the world model imagines it: its real first frame, then the open-loop replay of its recorded
     actions; same length, same outcome, so ``frame_labels`` labels it like the real one."""

@@ -22,6 +22,7 @@ import torch
 
 from data_store.schema import Observation
 from trainer.grpo import GRPOConfig, Rollouts, make_optimizer, train_grpo
+from vla.protocol import TrainablePolicy
 
 
 class ArmPool:
@@ -60,7 +61,7 @@ class ArmPool:
 class SimGroupSampler:
     """Draws GRPO groups from the simulator: G lockstep episodes per seeded scene, within a budget."""
 
-    policy: Any
+    policy: TrainablePolicy
     task: str
     group_size: int
     budget: int  # P real episodes in all
@@ -114,7 +115,7 @@ class SimGroupSampler:
 
 @torch.no_grad()
 def run_lockstep(
-    policy: Any,
+    policy: TrainablePolicy,
     arms: list[Any],  # MetaWorldArm, one per episode
     scenes: list[int],  # the seed of each arm's scene
     temperature: float,
@@ -225,7 +226,7 @@ def sim_grpo_variants(cfg: GRPOConfig, budget: int) -> dict[str, GRPOConfig]:
 
 
 def train_sim_grpo(
-    policy: Any,
+    policy: TrainablePolicy,
     task: str,
     cfg: GRPOConfig,
     budget: int,

@@ -7,14 +7,16 @@ frames), and ``trainer.bench.imagination_quality`` scores them against the real 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
+from trainer.protocols import WorldModel
 from trainer.world_model.data import RecordedEpisode
 
 
-def replay(world_model: Any, episodes: Sequence[RecordedEpisode], batch: int = 32, seed: int = 0) -> list[np.ndarray]:
+def replay(
+    world_model: WorldModel, episodes: Sequence[RecordedEpisode], batch: int = 32, seed: int = 0
+) -> list[np.ndarray]:
     """Open-loop replay of each episode's recorded actions from its real first frame: -> per episode uint8
     [T-1, H, W, 3], imagined frames 1..T-1 (frame t follows action t-1). Episodes of any lengths are batched
     by padding their actions with zeros."""
