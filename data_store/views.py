@@ -58,10 +58,6 @@ class ViewConfig:
 PRESETS: dict[str, ViewConfig] = {
     # behaviour cloning: the current frame and the next chunk of 8 actions
     "policy": ViewConfig(context=1, chunk=DEFAULT_CHUNK),
-    # world model: first-frame anchor + 4 recent frames -> the next 8 frames under the next 8 actions (WoVR)
-    "world_model": ViewConfig(
-        context=4, anchor_first=True, chunk=DEFAULT_CHUNK, future=True, statuses=("complete", "aborted")
-    ),
 }
 
 

@@ -11,7 +11,7 @@ model (``trainer/imagine.py``) or run in the simulator (``trainer/sim_grpo.py``)
    advantages 0) and are dropped; more groups are drawn until the batch is full, with a bounded number
    of attempts (WMPO ``filter_accuracy``, ``accuracy_lower_bound=0.1, upper=0.9``; WoVR ``filter_rewards``).
 4. Clipped surrogate per action chunk with asymmetric clipping ε_low 0.20, ε_high 0.28 (DAPO; both
-   papers), no KL term and no reference model (``kl_coef=0``), no entropy bonus.
+   papers), no KL term and no reference model (there is no setting for one), no entropy bonus.
 5. Masking: chunks after the first success are not in the loss (WMPO ``generate_traj_mask``); a KIR
    prefix is never in the batch at all (it is world-model context, not a policy decision; WoVR's KIR).
 6. Aggregation: token-mean over all valid chunks of the mini-batch (WMPO / WoVR code,
@@ -36,13 +36,11 @@ Where this departs from the papers (and why):
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
 import torch
 
 from data_store.schema import Observation
@@ -60,7 +58,6 @@ class GRPOConfig:
     weight_decay: float = 0.01  # WoVR AdamW
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 1.0  # both papers
-    kl_coef: float = 0.0  # no KL, no reference model (both papers); kept for completeness, must stay 0
     filter_low: float = 0.1  # drop groups with success rate < 0.1 ...
     filter_high: float = 0.9  # ... or > 0.9 (both papers)
     dynamic_sampling: bool = True
@@ -252,8 +249,6 @@ def update(
     policy: TrainablePolicy, optimizer: torch.optim.Optimizer, batch: Rollouts, cfg: GRPOConfig
 ) -> dict[str, float]:
     """One GRPO update: ``epochs`` passes of ``minibatches`` gradient steps over the valid chunks of ``batch``."""
-    if cfg.kl_coef != 0.0:
-        raise ValueError("kl_coef: WMPO/WoVR use no KL and no reference model; this implementation has none")
     advantages = group_advantages(batch.success, batch.group_size, cfg.adv_eps)  # [N]
     weights = chunk_weights(batch.mask, cfg.length_normalised)  # [N, C]
     rows, cols = torch.nonzero(batch.mask, as_tuple=True)  # the M valid chunks
@@ -331,16 +326,3 @@ def config(preset: str = "cpu", **overrides: Any) -> GRPOConfig:
     if preset not in PRESETS:
         raise ValueError(f"GRPO preset: expected one of {sorted(PRESETS)}, got {preset!r}")
     return replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
-
-
-def mean_ci95(values: Sequence[float]) -> tuple[float, float, float]:
-    """Mean and a 95% interval of a success rate (Wilson score interval on the pooled outcomes)."""
-    n = len(values)
-    if n == 0:
-        return math.nan, math.nan, math.nan
-    p = float(np.mean(values))
-    z = 1.96
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return p, max(0.0, centre - half), min(1.0, centre + half)

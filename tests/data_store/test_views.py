@@ -12,6 +12,9 @@ from episode_helpers import pixel, small_spec, step
 from data_store.episodes import EpisodeStore
 from data_store.views import EpisodeView, ViewConfig
 
+# a world model's view: first-frame anchor + 4 recent frames -> the next 8 frames under the next 8 actions (WoVR)
+WORLD_MODEL_VIEW = ViewConfig(context=4, anchor_first=True, chunk=8, future=True, statuses=("complete", "aborted"))
+
 
 def make_store(root: Path) -> tuple[EpisodeStore, list[str]]:
     """Three episodes: drawer-close of 10 steps (success), push of 5 (failure), drawer-close of 6 (aborted)."""
@@ -45,7 +48,7 @@ def test_policy_view_samples(store_dir: Path) -> None:
 
 def test_world_model_view_context_and_future(store_dir: Path) -> None:
     store, (a, _, c) = make_store(store_dir)
-    view = EpisodeView(store, "world_model")
+    view = EpisodeView(store, WORLD_MODEL_VIEW)
     assert len(view) == 21  # aborted episodes feed the world model too
     s = view[view.index.index((a, 2))]
     # anchor (frame 0) + last 4 frames up to step 2 (steps -1, 0, 1, 2): step -1 repeats frame 0, masked
@@ -61,7 +64,7 @@ def test_filters(store_dir: Path) -> None:
     store, (a, b, c) = make_store(store_dir)
     assert {e for e, _ in EpisodeView(store, "policy", success_only=True).index} == {a}
     assert {e for e, _ in EpisodeView(store, "policy", tasks=("push",)).index} == {b}
-    assert {e for e, _ in EpisodeView(store, "world_model", episode_ids=(c, b)).index} == {b, c}
+    assert {e for e, _ in EpisodeView(store, WORLD_MODEL_VIEW, episode_ids=(c, b)).index} == {b, c}
     with pytest.raises(ValueError, match="context and chunk"):
         ViewConfig(context=0)
 
@@ -78,7 +81,7 @@ def test_keyframe_hook(store_dir: Path) -> None:
 def test_torch_dataloader_batches(store_dir: Path) -> None:
     torch = pytest.importorskip("torch")
     store, _ = make_store(store_dir)
-    view = EpisodeView(store, "world_model")
+    view = EpisodeView(store, WORLD_MODEL_VIEW)
     sampler = torch.utils.data.WeightedRandomSampler(view.weights, num_samples=8)
     batch = next(iter(torch.utils.data.DataLoader(view, batch_size=8, sampler=sampler)))
     assert batch["frames"].shape == (8, 5, 16, 16, 3) and batch["frames"].dtype == torch.uint8
