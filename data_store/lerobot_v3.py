@@ -307,26 +307,12 @@ def export_lerobot(
 
     All episodes must share one RobotSpec (cameras, dimensions, fps): a LeRobotDataset has one feature set.
     """
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     codec = codec or VideoCodec()
-    infos = [store.info(e) if isinstance(e, str) else e for e in episodes]
-    infos = [i for i in infos if i.length > 0]
-    if not infos:
-        raise LeRobotFormatError("no episodes with steps to export")
+    infos = _exportable(store, episodes)
     spec = infos[0].spec
-    for i in infos[1:]:
-        if i.spec.to_json() != spec.to_json():
-            raise LeRobotFormatError(
-                f"episode {i.episode_id} has a different RobotSpec from {infos[0].episode_id}; export them separately"
-            )
-    root = Path(out)
-    if root.exists() and any(root.iterdir()):
-        if not overwrite:
-            raise LeRobotFormatError(f"{root} exists and is not empty")
-        shutil.rmtree(root)
-    root.mkdir(parents=True, exist_ok=True)
+    root = _empty_folder(Path(out), overwrite)
 
     features = _features(spec, codec)
     video_keys = [IMAGE_PREFIX + c for c in spec.cameras]
@@ -348,57 +334,124 @@ def export_lerobot(
         for ep, info in enumerate(infos):
             reader = store.open(info.episode_id)
             n = len(reader)
-            success = np.zeros(n, bool)
-            success[-1] = info.success == "true"
-            columns: dict[str, np.ndarray] = {
-                "observation.state": reader.states()[:n],
-                "action": reader.actions()[:n],
-                "next.success": success,
-                "timestamp": (np.arange(n) / spec.fps).astype(np.float32),  # lerobot checks t = frame / fps
-                "frame_index": np.arange(n, dtype=np.int64),
-                "episode_index": np.full(n, ep, np.int64),
-                "index": np.arange(index, index + n, dtype=np.int64),
-                "task_index": np.full(n, tasks[info.instruction], np.int64),
-            }
+            columns = _frame_columns(reader, info, n, ep, index, tasks[info.instruction], spec.fps)
             data_writer.write_table(_data_table(columns, data_schema))
-            row: dict[str, Any] = {
-                "episode_index": ep,
-                "tasks": [info.instruction],
-                "length": n,
-                "data/chunk_index": 0,
-                "data/file_index": 0,
-                "dataset_from_index": index,
-                "dataset_to_index": index + n,
-            }
             ep_stats = {name: _stats(col) for name, col in columns.items()}
-            for key in video_keys:
-                frames = reader.images(key[len(IMAGE_PREFIX) :])[:n]
-                start = encoders[key].write(frames)
-                row[f"videos/{key}/chunk_index"] = 0
-                row[f"videos/{key}/file_index"] = 0
-                row[f"videos/{key}/from_timestamp"] = start
-                row[f"videos/{key}/to_timestamp"] = start + n / spec.fps
-                ep_stats[key] = _image_stats(frames)
+            videos, image_stats = _write_videos(reader, n, spec.fps, encoders)
+            ep_stats.update(image_stats)
             episode_stats.append(ep_stats)
-            for key, s in ep_stats.items():
-                for stat, value in s.items():
-                    row[f"stats/{key}/{stat}"] = value
-            row.update(
-                {
-                    "meta/episodes/chunk_index": 0,
-                    "meta/episodes/file_index": 0,
-                    "flywheel.episode_id": info.episode_id,
-                    "flywheel.task": info.task,
-                    "flywheel.success": info.success,
-                    "flywheel.policy_version": info.policy_version,
-                }
-            )
-            episode_rows.append(row)
+            episode_rows.append(_episode_row(ep, info, n, index, videos, ep_stats))
             index += n
             if progress:
                 progress(1)
     for enc in encoders.values():
         enc.close()
+    _write_meta(root, spec, features, tasks, episode_rows, episode_stats, index)
+    return root
+
+
+def _exportable(store: EpisodeStore, episodes: Sequence[EpisodeInfo] | Sequence[str]) -> list[EpisodeInfo]:
+    """The episodes with steps, checked to share one RobotSpec."""
+    infos = [store.info(e) if isinstance(e, str) else e for e in episodes]
+    infos = [i for i in infos if i.length > 0]
+    if not infos:
+        raise LeRobotFormatError("no episodes with steps to export")
+    spec = infos[0].spec
+    for i in infos[1:]:
+        if i.spec.to_json() != spec.to_json():
+            raise LeRobotFormatError(
+                f"episode {i.episode_id} has a different RobotSpec from {infos[0].episode_id}; export them separately"
+            )
+    return infos
+
+
+def _empty_folder(root: Path, overwrite: bool) -> Path:
+    """``root``, created, or emptied where ``overwrite`` allows it."""
+    if root.exists() and any(root.iterdir()):
+        if not overwrite:
+            raise LeRobotFormatError(f"{root} exists and is not empty")
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _frame_columns(
+    reader: Any, info: EpisodeInfo, n: int, ep: int, index: int, task_index: int, fps: float
+) -> dict[str, np.ndarray]:
+    """An episode's rows of the data file: its ``n`` frames, from dataset row ``index`` on."""
+    success = np.zeros(n, bool)
+    success[-1] = info.success == "true"
+    return {
+        "observation.state": reader.states()[:n],
+        "action": reader.actions()[:n],
+        "next.success": success,
+        "timestamp": (np.arange(n) / fps).astype(np.float32),  # lerobot checks t = frame / fps
+        "frame_index": np.arange(n, dtype=np.int64),
+        "episode_index": np.full(n, ep, np.int64),
+        "index": np.arange(index, index + n, dtype=np.int64),
+        "task_index": np.full(n, task_index, np.int64),
+    }
+
+
+def _write_videos(
+    reader: Any, n: int, fps: float, encoders: dict[str, _VideoWriter]
+) -> tuple[dict[str, Any], dict[str, dict[str, list[Any]]]]:
+    """Append an episode's frames to each camera's video: the episode row's video columns and the image stats."""
+    videos: dict[str, Any] = {}
+    stats: dict[str, dict[str, list[Any]]] = {}
+    for key, encoder in encoders.items():
+        frames = reader.images(key[len(IMAGE_PREFIX) :])[:n]
+        start = encoder.write(frames)
+        videos[f"videos/{key}/chunk_index"] = 0
+        videos[f"videos/{key}/file_index"] = 0
+        videos[f"videos/{key}/from_timestamp"] = start
+        videos[f"videos/{key}/to_timestamp"] = start + n / fps
+        stats[key] = _image_stats(frames)
+    return videos, stats
+
+
+def _episode_row(
+    ep: int, info: EpisodeInfo, n: int, index: int, videos: dict[str, Any], ep_stats: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """An episode's row of the episodes table (lerobot's columns in lerobot's order, then ours)."""
+    row: dict[str, Any] = {
+        "episode_index": ep,
+        "tasks": [info.instruction],
+        "length": n,
+        "data/chunk_index": 0,
+        "data/file_index": 0,
+        "dataset_from_index": index,
+        "dataset_to_index": index + n,
+        **videos,
+    }
+    for key, s in ep_stats.items():
+        for stat, value in s.items():
+            row[f"stats/{key}/{stat}"] = value
+    row.update(
+        {
+            "meta/episodes/chunk_index": 0,
+            "meta/episodes/file_index": 0,
+            "flywheel.episode_id": info.episode_id,
+            "flywheel.task": info.task,
+            "flywheel.success": info.success,
+            "flywheel.policy_version": info.policy_version,
+        }
+    )
+    return row
+
+
+def _write_meta(
+    root: Path,
+    spec: RobotSpec,
+    features: dict[str, Any],
+    tasks: dict[str, int],
+    episode_rows: list[dict[str, Any]],
+    episode_stats: list[dict[str, dict[str, Any]]],
+    total_frames: int,
+) -> None:
+    """meta/: the episodes table, the tasks, the statistics and info.json."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     episodes_path = root / EPISODES_PATH.format(chunk_index=0, file_index=0)
     episodes_path.parent.mkdir(parents=True, exist_ok=True)
@@ -409,20 +462,19 @@ def export_lerobot(
     info_json = {
         "codebase_version": CODEBASE_VERSION,
         "robot_type": None,
-        "total_episodes": len(infos),
-        "total_frames": index,
+        "total_episodes": len(episode_rows),
+        "total_frames": total_frames,
         "total_tasks": len(tasks),
         "chunks_size": 1000,
         "data_files_size_in_mb": 100,
         "video_files_size_in_mb": 200,
         "fps": int(spec.fps) if float(spec.fps).is_integer() else spec.fps,
-        "splits": {"train": f"0:{len(infos)}"},
+        "splits": {"train": f"0:{len(episode_rows)}"},
         "data_path": DATA_PATH,
-        "video_path": VIDEO_PATH if video_keys else None,
+        "video_path": VIDEO_PATH if spec.cameras else None,
         "features": features,
     }
     (root / "meta" / "info.json").write_text(json.dumps(info_json, indent=4))
-    return root
 
 
 def _features(spec: RobotSpec, codec: VideoCodec) -> dict[str, Any]:

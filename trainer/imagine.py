@@ -287,26 +287,13 @@ def imagine_rollouts(
     finish_step = np.full(n, -1, dtype=np.int64)
     imagined: list[np.ndarray] = []
 
-    filters: list[Any] | None = None
-    if safety is not None:
-        from trainer.sim_grpo import safety_filter
-
-        filters = [safety_filter(policy.spec, safety) for _ in range(n)]
+    filters = _safety_filters(policy, safety, n)
     deployed = np.arange(n) % g < cfg.deploy_members  # [N]: rows acting as the robot does
     for c in range(c_max):
         obs = [_observation(latest[i], proprio[i], rows[i].instruction, camera, float(c)) for i in range(n)]
-        if deployed.any():
-            actions, tokens, logprob = _sample_mixed(policy, obs, deployed, cfg)
-        else:
-            actions, tokens, logprob = policy.sample(obs, cfg.temperature)  # [N,K,A], [N,K,A], [N]
+        actions, tokens, logprob = _act(policy, obs, deployed, cfg, filters, proprio)
         if c == 0:
             token_ids = torch.zeros((n, c_max, *tokens.shape[1:]), dtype=torch.long)
-        actions = np.asarray(actions, np.float32)
-        if filters is not None:
-            actions = np.stack([
-                np.stack([filters[i].filter(a, state=proprio[i], now=0.0, issued_at=0.0).action for a in actions[i]])
-                for i in range(n)
-            ])  # fmt: skip
         frames, wm_state = world_model.step(wm_state, actions)  # [N, K, H, W, 3]
         active = ~done & (c < chunks_left)
         for i in range(n):
@@ -316,12 +303,9 @@ def imagine_rollouts(
         mask[:, c] = torch.as_tensor(active)
         imagined.append(frames)
 
-        # the reward model scores per frame (trainer/protocols.py): the new frames are all it needs to see
-        at = np.asarray(reward_model.first_success(frames)).astype(np.int64)  # [N], -1 where none
-        # a success counts within the start's step budget only (the last chunk may run past it)
-        newly = active & (at >= 0) & (c * k + at < steps_left)
+        newly, at_step = _successes(reward_model, frames, active, c * k, steps_left)
         success |= newly
-        finish_step[newly] = c * k + at[newly]
+        finish_step[newly] = at_step[newly]
         done |= newly | (c + 1 >= chunks_left)
         latest = frames[:, -1]
         if cfg.proprio == "learned" and proprio_model is not None:
@@ -344,6 +328,50 @@ def imagine_rollouts(
         finish_step=finish_step,
         starts=rows,
     )
+
+
+def _safety_filters(policy: Any, safety: str | None, n: int) -> list[Any] | None:
+    """One robot safety filter per row (each keeps its own state between actions); None without a preset."""
+    if safety is None:
+        return None
+    from trainer.sim_grpo import safety_filter
+
+    return [safety_filter(policy.spec, safety) for _ in range(n)]
+
+
+def _act(
+    policy: Any,
+    obs: list[Observation],
+    deployed: np.ndarray,
+    cfg: ImagineConfig,
+    filters: list[Any] | None,
+    proprio: np.ndarray,
+) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """Every row's next chunk, sampled (the ``deployed`` rows at the deployment temperature), then through its
+    safety filter where there is one: actions float32 [N,K,A], tokens [N,K,A], chunk log-probs [N]."""
+    if deployed.any():
+        actions, tokens, logprob = _sample_mixed(policy, obs, deployed, cfg)
+    else:
+        actions, tokens, logprob = policy.sample(obs, cfg.temperature)  # [N,K,A], [N,K,A], [N]
+    actions = np.asarray(actions, np.float32)
+    if filters is not None:
+        actions = np.stack([
+            np.stack([filters[i].filter(a, state=proprio[i], now=0.0, issued_at=0.0).action for a in actions[i]])
+            for i in range(len(obs))
+        ])  # fmt: skip
+    return actions, tokens, logprob
+
+
+def _successes(
+    reward_model: RewardModel, frames: np.ndarray, active: np.ndarray, first_step: int, steps_left: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows whose success the reward model sees in this chunk's frames (which start at step ``first_step``),
+    and the step of each row's first success (meaningful where it succeeded)."""
+    # the reward model scores per frame (trainer/protocols.py): the new frames are all it needs to see
+    at = np.asarray(reward_model.first_success(frames)).astype(np.int64)  # [N], -1 where none
+    # a success counts within the start's step budget only (the last chunk may run past it)
+    newly = active & (at >= 0) & (first_step + at < steps_left)
+    return newly, first_step + at
 
 
 def _sample_mixed(

@@ -161,6 +161,50 @@ def sft_loss(policy: VLAPolicy, batch: tuple[np.ndarray, ...], instructions: lis
     return loss, accuracy
 
 
+def sft_step(
+    policy: VLAPolicy, optimizer: torch.optim.Optimizer, data: Demonstrations, step: int, cfg: SFTConfig
+) -> tuple[float, float]:
+    """One optimizer step on ``step``'s batch at ``step``'s learning rate; returns (loss, token accuracy)."""
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(step, cfg)
+    loss, accuracy = sft_loss(policy, draw_batch(data, step, cfg), data.instructions)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+    optimizer.step()
+    return loss.item(), accuracy
+
+
+def _progress_bar(enabled: bool) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    from data_store.progress import progress_bar
+
+    columns = (
+        TextColumn("SFT"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[loss]}"),
+        TimeRemainingColumn(),
+    )
+    return progress_bar(*columns, disable=not enabled)
+
+
+def _artifact_metrics(
+    cfg: SFTConfig, losses: list[float], data: Demonstrations, evaluations: list[Any]
+) -> dict[str, Any]:
+    """The metrics the policy artifact carries: the run, its data and each task's success rate."""
+    metrics: dict[str, Any] = {
+        "sft_steps": cfg.steps,
+        "sft_final_loss": float(np.mean(losses[-20:])) if losses else None,
+        "train_episodes": len(data.episode_ids),
+        "train_samples": len(data),
+    }
+    for e in evaluations:
+        metrics[f"success_rate/{e.task}"] = e.rate
+    return metrics
+
+
 def train_sft(
     store: EpisodeStore | str | Path,
     out: str | Path,
@@ -207,28 +251,11 @@ def train_sft(
 
     policy.train()
     t0, seen = time.perf_counter(), 0
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-
-    from data_store.progress import progress_bar
-
-    columns = (
-        TextColumn("SFT"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[loss]}"),
-        TimeRemainingColumn(),
-    )
-    with progress_bar(*columns, disable=not progress) as bar:
+    with _progress_bar(progress) as bar:
         job = bar.add_task("SFT", total=cfg.steps, completed=start, loss="loss …")
         for step in range(start, cfg.steps):
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, cfg)
-            loss, accuracy = sft_loss(policy, draw_batch(data, step, cfg), data.instructions)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
-            optimizer.step()
-            losses.append(loss.item())
+            loss, accuracy = sft_step(policy, optimizer, data, step, cfg)
+            losses.append(loss)
             seen += cfg.batch_size
             bar.update(job, advance=1, loss=f"loss {losses[-1]:.3f} acc {accuracy:.2f}")
             done = step + 1
@@ -245,21 +272,13 @@ def train_sft(
 
         for task in data.tasks:
             evaluations.append(evaluate_policy(policy, task, eval_episodes, seed=eval_seed, progress=progress))
-    metrics: dict[str, Any] = {
-        "sft_steps": cfg.steps,
-        "sft_final_loss": float(np.mean(losses[-20:])) if losses else None,
-        "train_episodes": len(data.episode_ids),
-        "train_samples": len(data),
-    }
-    for e in evaluations:
-        metrics[f"success_rate/{e.task}"] = e.rate
     version = save_artifact(
         policy,
         out,
         parent_version=parent_version,
         training_run=run_id,
         dataset_snapshot=data.snapshot,
-        metrics=metrics,
+        metrics=_artifact_metrics(cfg, losses, data, evaluations),
         overwrite=True,
     )
     samples_per_s = seen / train_seconds if seen else 0.0

@@ -363,150 +363,202 @@ def diagnose(ctx: TaskContext, seed: int, base: Any, wm: Any, rm: Any, imaginati
     )
 
 
+@dataclass
+class UnitRun:
+    """One (task, seed) of ``run_unit``: its folder, the rows already recorded, and how a row is evaluated."""
+
+    ctx: TaskContext
+    seed: int
+    base_dir: Path  # the base policy artifact every trained row starts from
+    dir: Path
+    lines: list[dict[str, Any]]  # results.jsonl as it was when the unit started
+    temps: list[float]  # the deployment and sampling temperatures
+
+    def done(self, row: str) -> bool:
+        name = f"paper/{self.ctx.task}/{row}/seed{self.seed}"
+        return all(have_outcomes(self.lines, name, t, "eval") is not None for t in self.temps)
+
+    def evaluate(self, row: str, policy: Any, **extra: Any) -> None:
+        ctx = self.ctx
+        for t in self.temps:
+            with ctx.timed(f"eval_{row}_seed{self.seed}_T{t:g}"):
+                o = ctx.outcomes(policy, ctx.eval_seeds(), t)
+            ctx.rec.outcomes(ctx.task, row, self.seed, t, "eval", o, **extra)
+
+    def fresh(self) -> Any:
+        from vla.artifact import load_artifact
+
+        return load_artifact(self.base_dir)
+
+
 def run_unit(ctx: TaskContext, seed: int, base_dir: Path, parent_validation: dict[float, np.ndarray]) -> None:
     """One (task, seed): the cycle's models, the WMPO rows judged and evaluated, simulator GRPO at each budget."""
+    cfg = ctx.cfg
+    udir = ctx.dir / f"seed{seed}"
+    udir.mkdir(parents=True, exist_ok=True)
+    temps = sorted({cfg.deploy_temperature, cfg.sampling_temperature})
+    unit = UnitRun(ctx, seed, base_dir, udir, read_results(ctx.rec.path), temps)
+    wmpo_rows = [v for v in WMPO_VARIANTS if v in cfg.variants and not unit.done(v)]
+    if wmpo_rows:
+        run_wmpo_rows(unit, wmpo_rows, parent_validation)
+    if "grpo_sim" in cfg.variants:
+        run_sim_grpo_rows(unit)
+
+
+def cycle_models(unit: UnitRun, r0: Recipe, ids: list[str]) -> tuple[Any, Any]:
+    """The cycle's world model and reward model of the unit: loaded when an earlier run saved them, else fitted."""
+    from trainer.cycle import episodes_of, fit_reward_model_step, fit_world_model_step
+    from trainer.reward_model import FrameRewardModel
+    from trainer.world_model import PixelWorldModel
+
+    ctx, seed = unit.ctx, unit.seed
+    wm_dir, rm_dir = unit.dir / "world_model", unit.dir / "reward_model"
+    if (wm_dir / "config.json").is_file() and (rm_dir / "config.json").is_file():
+        return PixelWorldModel.load(wm_dir, seed=seed), FrameRewardModel.load(rm_dir)
+    episodes = episodes_of(ctx.store, ids, ctx.camera)
+    with ctx.timed(f"world_model_seed{seed}"):
+        wm = fit_world_model_step(r0, episodes, wm_dir, resume=True)
+    with ctx.timed(f"reward_model_seed{seed}"):
+        rm = fit_reward_model_step(r0, episodes, wm, rm_dir)[0]
+    return wm, rm
+
+
+def run_wmpo_rows(unit: UnitRun, rows: list[str], parent_validation: dict[float, np.ndarray]) -> None:
+    """The cycle's models, their diagnostics, then each of ``rows`` (WMPO, + KIR, + co-evolution) as one cycle."""
+    from trainer.cycle import SimJudge, held_out_starts, imagination_for, judge_split
+    from vla.artifact import load_artifact
+
+    ctx, seed, cfg, task = unit.ctx, unit.seed, unit.ctx.cfg, unit.ctx.task
+    r0 = cfg.cycle_recipe(seed, kir_share=0.0)
+    ids = [
+        i.episode_id for r in ("base", DEMO_ROBOT) for i in ctx.store.episodes(task=task, robot_id=r, status="complete")
+    ]
+    split = judge_split(ids, r0, ctx.store)
+    wm, rm = cycle_models(unit, r0, ids)
+    imagination = imagination_for(ctx.store, task, wm, rm, r0, ctx.horizon, ctx.camera, split.train)
+    judge_starts = held_out_starts(ctx.store, task, split, ctx.horizon, wm, ctx.camera)
+    sim = SimJudge(
+        task, cfg.validation_episodes, VALIDATION_SEED, cfg.max_steps, ctx.pool, dict(parent_validation), r0.safety
+    )
+    base = unit.fresh()
+    with ctx.timed(f"diagnose_seed{seed}"):
+        diagnose(ctx, seed, base, wm, rm, imagination, r0)
+    kir = cfg.cycle_recipe(seed, kir_share=cfg.kir_share)
+    kir_imagination = imagination_for(ctx.store, task, wm, rm, kir, ctx.horizon, ctx.camera, split.train)
+    ctx.rec.emit(f"paper/{task}/seed{seed}/keyframes", "found", float(kir_imagination.keyframes_found), "keyframes")
+
+    if "wmpo" in rows:
+        run_cycle_row(unit, "wmpo", unit.fresh(), base, r0, imagination, judge_starts, sim)
+    kir_policy = None
+    if "wmpo_kir" in rows:
+        kir_policy = unit.fresh()
+        run_cycle_row(unit, "wmpo_kir", kir_policy, base, kir, kir_imagination, judge_starts, sim)
+    if "wmpo_kir_coevo" in rows:
+        if kir_policy is None:
+            kir_policy = load_artifact(unit.dir / "wmpo_kir_policy")  # WMPO + KIR's policy from an earlier run
+        run_coevolution_row(unit, kir_policy, base, kir, ids, wm, rm, sim)
+
+
+def run_cycle_row(
+    unit: UnitRun,
+    row: str,
+    policy: Any,
+    base: Any,
+    r: Recipe,
+    imag: Any,
+    starts: list[Any],
+    sim: Any,
+    iterations: int | None = None,
+) -> None:
+    """One cycle's GRPO and judge, as the service's stages run them; then the evaluation scenes."""
+    from trainer.cycle import improve, judge
+    from vla.artifact import save_artifact
+
+    ctx, seed, cfg, rec = unit.ctx, unit.seed, unit.ctx.cfg, unit.ctx.rec
+    with ctx.timed(f"{row}_seed{seed}"):
+        history = improve(policy, imag, r, iterations=iterations)
+    rl_history(rec, f"paper/{ctx.task}/{row}/seed{seed}", history)
+    with ctx.timed(f"judge_{row}_seed{seed}"):
+        verdict = judge(policy, base, imag, starts, r, sim, sampling=False)  # T_s: on the eval scenes below
+    rec.emit(
+        f"paper/{ctx.task}/{row}/seed{seed}/judge",
+        "promoted",
+        float(verdict.promote),
+        "bool",
+        reason=verdict.reason,
+        metrics=verdict.metrics(),
+    )
+    save_artifact(
+        policy,
+        unit.dir / f"{row}_policy",
+        parent_version=getattr(base, "version", None),
+        training_run=f"paper-bench-{row}-seed{seed}",
+        overwrite=True,
+    )
+    real = cfg.budget + (cfg.coevo_extra if row == "wmpo_kir_coevo" else 0)
+    unit.evaluate(row, policy, real_episodes=real, promoted=verdict.promote)
+
+
+def run_coevolution_row(
+    unit: UnitRun, kir_policy: Any, base: Any, kir: Recipe, ids: list[str], wm: Any, rm: Any, sim: Any
+) -> None:
+    """WoVR PACE: real episodes of WMPO + KIR's policy, the models fine-tuned on them, then more updates."""
     from trainer.cycle import (
-        SimJudge,
         episodes_of,
         fit_reward_model_step,
         fit_world_model_step,
         held_out_starts,
         imagination_for,
-        improve,
-        judge,
         judge_split,
     )
-    from trainer.reward_model import FrameRewardModel
-    from trainer.world_model import PixelWorldModel
-    from vla.artifact import load_artifact, save_artifact
 
-    cfg, task, rec = ctx.cfg, ctx.task, ctx.rec
-    udir = ctx.dir / f"seed{seed}"
-    udir.mkdir(parents=True, exist_ok=True)
-    lines = read_results(rec.path)
-    deploy_t, sampling_t = cfg.deploy_temperature, cfg.sampling_temperature
-    temps = sorted({deploy_t, sampling_t})
+    ctx, seed, cfg, task = unit.ctx, unit.seed, unit.ctx.cfg, unit.ctx.task
+    robot = f"evolved-seed{seed}"
+    have = len(ctx.store.episodes(task=task, robot_id=robot, status="complete"))
+    if have < cfg.coevo_extra:
+        first = COEVO_SEED + 5_000 * seed
+        with ctx.timed(f"collect_evolved_seed{seed}"):
+            ctx.collect(kir_policy, range(first + have, first + cfg.coevo_extra), robot)
+    ids2 = ids + [i.episode_id for i in ctx.store.episodes(task=task, robot_id=robot, status="complete")]
+    episodes2 = episodes_of(ctx.store, ids2, ctx.camera)
+    split2 = judge_split(ids2, kir, ctx.store)
+    with ctx.timed(f"world_model_evolved_seed{seed}"):
+        wm2 = fit_world_model_step(kir, episodes2, unit.dir / "world_model_evolved", init=wm)
+    with ctx.timed(f"reward_model_evolved_seed{seed}"):
+        rm2 = fit_reward_model_step(kir, episodes2, wm2, unit.dir / "reward_model_evolved", init=rm)[0]
+    evolved = imagination_for(ctx.store, task, wm2, rm2, kir, ctx.horizon, ctx.camera, split2.train)
+    evolved_starts = held_out_starts(ctx.store, task, split2, ctx.horizon, wm2, ctx.camera)
+    run_cycle_row(
+        unit, "wmpo_kir_coevo", kir_policy, base, kir, evolved, evolved_starts, sim, iterations=cfg.coevo_iterations
+    )
 
-    def done(row: str) -> bool:
-        name = f"paper/{task}/{row}/seed{seed}"
-        return all(have_outcomes(lines, name, t, "eval") is not None for t in temps)
 
-    def evaluate(row: str, policy: Any, **extra: Any) -> None:
-        for t in temps:
-            with ctx.timed(f"eval_{row}_seed{seed}_T{t:g}"):
-                o = ctx.outcomes(policy, ctx.eval_seeds(), t)
-            rec.outcomes(task, row, seed, t, "eval", o, **extra)
+def run_sim_grpo_rows(unit: UnitRun) -> None:
+    """The same GRPO in the simulator at each real budget of ``sim_budgets`` (the sample-efficiency curve)."""
+    from trainer.sim_grpo import sim_grpo_variants, train_sim_grpo
 
-    def fresh() -> Any:
-        return load_artifact(base_dir)
-
-    wmpo_rows = [v for v in WMPO_VARIANTS if v in cfg.variants and not done(v)]
-    if wmpo_rows:
-        r0 = cfg.cycle_recipe(seed, kir_share=0.0)
-        ids = [
-            i.episode_id
-            for r in ("base", DEMO_ROBOT)
-            for i in ctx.store.episodes(task=task, robot_id=r, status="complete")
-        ]
-        split = judge_split(ids, r0, ctx.store)
-        wm_dir, rm_dir = udir / "world_model", udir / "reward_model"
-        if (wm_dir / "config.json").is_file() and (rm_dir / "config.json").is_file():
-            wm, rm = PixelWorldModel.load(wm_dir, seed=seed), FrameRewardModel.load(rm_dir)
-        else:
-            episodes = episodes_of(ctx.store, ids, ctx.camera)
-            with ctx.timed(f"world_model_seed{seed}"):
-                wm = fit_world_model_step(r0, episodes, wm_dir, resume=True)
-            with ctx.timed(f"reward_model_seed{seed}"):
-                rm = fit_reward_model_step(r0, episodes, wm, rm_dir)[0]
-        imagination = imagination_for(ctx.store, task, wm, rm, r0, ctx.horizon, ctx.camera, split.train)
-        judge_starts = held_out_starts(ctx.store, task, split, ctx.horizon, wm, ctx.camera)
-        sim = SimJudge(
-            task, cfg.validation_episodes, VALIDATION_SEED, cfg.max_steps, ctx.pool, dict(parent_validation), r0.safety
-        )
-        base = fresh()
-        with ctx.timed(f"diagnose_seed{seed}"):
-            diagnose(ctx, seed, base, wm, rm, imagination, r0)
-        kir = cfg.cycle_recipe(seed, kir_share=cfg.kir_share)
-        kir_imagination = imagination_for(ctx.store, task, wm, rm, kir, ctx.horizon, ctx.camera, split.train)
-        rec.emit(f"paper/{task}/seed{seed}/keyframes", "found", float(kir_imagination.keyframes_found), "keyframes")
-
-        def cycle(
-            row: str, policy: Any, r: Recipe, imag: Any, starts: list[Any], iterations: int | None = None
-        ) -> None:
-            """One cycle's GRPO and judge, as the service's stages run them; then the evaluation scenes."""
-            with ctx.timed(f"{row}_seed{seed}"):
-                history = improve(policy, imag, r, iterations=iterations)
-            rl_history(rec, f"paper/{task}/{row}/seed{seed}", history)
-            with ctx.timed(f"judge_{row}_seed{seed}"):
-                verdict = judge(policy, base, imag, starts, r, sim, sampling=False)  # T_s: on the eval scenes below
-            rec.emit(
-                f"paper/{task}/{row}/seed{seed}/judge",
-                "promoted",
-                float(verdict.promote),
-                "bool",
-                reason=verdict.reason,
-                metrics=verdict.metrics(),
-            )
-            save_artifact(
+    ctx, seed, cfg, task = unit.ctx, unit.seed, unit.ctx.cfg, unit.ctx.task
+    r0 = cfg.cycle_recipe(seed)
+    for budget in cfg.sim_budgets:
+        row = f"grpo_sim_P{budget}"
+        if unit.done(row):
+            continue
+        policy = unit.fresh()
+        gcfg = sim_grpo_variants(r0.grpo, budget)["batch"]
+        torch.manual_seed(r0.seed * 100_003)
+        with ctx.timed(f"{row}_seed{seed}"):
+            history, used = train_sim_grpo(
                 policy,
-                udir / f"{row}_policy",
-                parent_version=getattr(base, "version", None),
-                training_run=f"paper-bench-{row}-seed{seed}",
-                overwrite=True,
+                task,
+                gcfg,
+                budget,
+                seed=SIM_GRPO_SEED + 5_000 * seed,
+                max_steps=cfg.max_steps,
+                pool=ctx.pool,
+                safety=r0.safety,
             )
-            real = cfg.budget + (cfg.coevo_extra if row == "wmpo_kir_coevo" else 0)
-            evaluate(row, policy, real_episodes=real, promoted=verdict.promote)
-
-        if "wmpo" in wmpo_rows:
-            cycle("wmpo", fresh(), r0, imagination, judge_starts)
-        kir_policy = None
-        if "wmpo_kir" in wmpo_rows:
-            kir_policy = fresh()
-            cycle("wmpo_kir", kir_policy, kir, kir_imagination, judge_starts)
-        if "wmpo_kir_coevo" in wmpo_rows:
-            if kir_policy is None:
-                kir_policy = load_artifact(udir / "wmpo_kir_policy")  # WMPO + KIR's policy from an earlier run
-            robot = f"evolved-seed{seed}"
-            have = len(ctx.store.episodes(task=task, robot_id=robot, status="complete"))
-            if have < cfg.coevo_extra:
-                first = COEVO_SEED + 5_000 * seed
-                with ctx.timed(f"collect_evolved_seed{seed}"):
-                    ctx.collect(kir_policy, range(first + have, first + cfg.coevo_extra), robot)
-            ids2 = ids + [i.episode_id for i in ctx.store.episodes(task=task, robot_id=robot, status="complete")]
-            episodes2 = episodes_of(ctx.store, ids2, ctx.camera)
-            split2 = judge_split(ids2, kir, ctx.store)
-            with ctx.timed(f"world_model_evolved_seed{seed}"):
-                wm2 = fit_world_model_step(kir, episodes2, udir / "world_model_evolved", init=wm)
-            with ctx.timed(f"reward_model_evolved_seed{seed}"):
-                rm2 = fit_reward_model_step(kir, episodes2, wm2, udir / "reward_model_evolved", init=rm)[0]
-            evolved = imagination_for(ctx.store, task, wm2, rm2, kir, ctx.horizon, ctx.camera, split2.train)
-            evolved_starts = held_out_starts(ctx.store, task, split2, ctx.horizon, wm2, ctx.camera)
-            cycle("wmpo_kir_coevo", kir_policy, kir, evolved, evolved_starts, iterations=cfg.coevo_iterations)
-
-    if "grpo_sim" in cfg.variants:
-        from trainer.sim_grpo import sim_grpo_variants, train_sim_grpo
-
-        r0 = cfg.cycle_recipe(seed)
-        for budget in cfg.sim_budgets:
-            row = f"grpo_sim_P{budget}"
-            if done(row):
-                continue
-            policy = fresh()
-            gcfg = sim_grpo_variants(r0.grpo, budget)["batch"]
-            torch.manual_seed(r0.seed * 100_003)
-            with ctx.timed(f"{row}_seed{seed}"):
-                history, used = train_sim_grpo(
-                    policy,
-                    task,
-                    gcfg,
-                    budget,
-                    seed=SIM_GRPO_SEED + 5_000 * seed,
-                    max_steps=cfg.max_steps,
-                    pool=ctx.pool,
-                    safety=r0.safety,
-                )
-            rl_history(rec, f"paper/{task}/{row}/seed{seed}", history)
-            evaluate(row, policy, real_episodes=used, budget=budget)
+        rl_history(ctx.rec, f"paper/{task}/{row}/seed{seed}", history)
+        unit.evaluate(row, policy, real_episodes=used, budget=budget)
 
 
 def rl_history(rec: Recorder, name: str, history: list[dict[str, float]]) -> None:

@@ -225,7 +225,20 @@ def write_report(lines: list[dict[str, Any]], cfg: Any, out: Path, partial: bool
     out.mkdir(parents=True, exist_ok=True)
     s = summarize(lines, cfg, partial)
     cols = [*cfg.tasks, "overall"]
-    md = [
+    md = _header(s, cfg, partial)
+    md += _deployment_tables(s, cfg, cols)
+    md += _sampling_table(s, cfg, cols)
+    md += _flywheel_table(s, cfg, cols)
+    md += _sample_efficiency(s, cfg)
+    md += _diagnostics(lines)
+    md += _stage_times(lines)
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    _plots(s, cfg, out)
+    return out / "report.md"
+
+
+def _header(s: dict[str, Any], cfg: Any, partial: bool) -> list[str]:
+    return [
         "# WMPO's table on the simulated arm, judged as the robot runs",
         "",
         *(
@@ -239,6 +252,12 @@ def write_report(lines: list[dict[str, Any]], cfg: Any, out: Path, partial: bool
         f"Mean over seeds and scenes, 95% interval (seeds × scenes bootstrap). Base's best temperature chosen "
         f"on {cfg.validation_episodes} validation scenes among {sorted({*cfg.base_temperatures, s['sampling']})}.",
         "",
+    ]
+
+
+def _deployment_tables(s: dict[str, Any], cfg: Any, cols: list[str]) -> list[str]:
+    """Each row's success at the deployment temperature, then the paired differences between rows."""
+    md = [
         f"## Success at the deployment temperature T = {s['deploy']:g} (what the robot runs)",
         "",
         "| Method | real episodes | " + " | ".join(cols) + " |",
@@ -275,7 +294,11 @@ def write_report(lines: list[dict[str, Any]], cfg: Any, out: Path, partial: bool
                 + " | ".join(paired(s["rows"][row].get(c), s["rows"][ref].get(c)) for c in cols)
                 + " |"
             )
-    md += [
+    return md
+
+
+def _sampling_table(s: dict[str, Any], cfg: Any, cols: list[str]) -> list[str]:
+    md = [
         "",
         f"## At the sampling temperature T = {s['sampling']:g} (reported only)",
         "",
@@ -285,9 +308,13 @@ def write_report(lines: list[dict[str, Any]], cfg: Any, out: Path, partial: bool
     for row in ("base_deployed", "grpo_sim", *TRAINED):
         cells = s["sampling_rows"][row]
         label = "Base" if row == "base_deployed" else LABELS[row]
-        k = 0 if row.startswith("base") else n_seeds
+        k = 0 if row.startswith("base") else len(cfg.seeds)
         md.append(f"| {label} | " + " | ".join(cells[c].text(k) if cells.get(c) else "–" for c in cols) + " |")
-    md += [
+    return md
+
+
+def _flywheel_table(s: dict[str, Any], cfg: Any, cols: list[str]) -> list[str]:
+    md = [
         "",
         "## The flywheel: what the robot runs after one cycle",
         "",
@@ -301,10 +328,14 @@ def write_report(lines: list[dict[str, Any]], cfg: Any, out: Path, partial: bool
         promoted = ", ".join(f"{t}: {k}/{n}" for t, (k, n) in s["promoted"].get(row, {}).items())
         md.append(
             f"| {LABELS[row]} | {promoted} | "
-            + " | ".join(cells[c].text(n_seeds) if cells.get(c) else "–" for c in cols)
+            + " | ".join(cells[c].text(len(cfg.seeds)) if cells.get(c) else "–" for c in cols)
             + f" | {paired(cells.get('overall'), s['rows']['base_deployed'].get('overall'))} |"
         )
-    md += [
+    return md
+
+
+def _sample_efficiency(s: dict[str, Any], cfg: Any) -> list[str]:
+    md = [
         "",
         "## Sample efficiency",
         "",
@@ -316,12 +347,7 @@ def write_report(lines: list[dict[str, Any]], cfg: Any, out: Path, partial: bool
     line = matches_line(s, tuple(cfg.sim_budgets), cfg.budget)
     if line:
         md += ["", f"**{line}**"]
-    md += ["", "![success](success.png) ![sample efficiency](sample_efficiency.png)", ""]
-    md += _diagnostics(lines)
-    md += _stage_times(lines)
-    (out / "report.md").write_text("\n".join(md) + "\n")
-    _plots(s, cfg, out)
-    return out / "report.md"
+    return [*md, "", "![success](success.png) ![sample efficiency](sample_efficiency.png)", ""]
 
 
 def _diagnostics(lines: list[dict[str, Any]]) -> list[str]:

@@ -201,10 +201,8 @@ def reward_model(
     and, with --world-model, how often its verdict on imagined replays matches the real outcome."""
     from dataclasses import replace
 
-    from trainer.bench.imagination_quality import success_agreement
-    from trainer.reward_model import PRESETS, evaluate, fit_with_imagination
-    from trainer.world_model import PixelWorldModel, split_held_out
-    from trainer.world_model.replay import replay
+    from trainer.reward_model import PRESETS, fit_with_imagination
+    from trainer.world_model import PixelWorldModel
 
     if preset not in PRESETS:
         raise typer.BadParameter(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}", param_hint="--preset")
@@ -214,16 +212,7 @@ def reward_model(
         raise typer.BadParameter("--train-on-imagined needs --world-model", param_hint="--train-on-imagined")
     episodes = [e for e in _load(data, task, policy_version, camera) if e.success is not None]
     set_threads(threads)
-    if world_model_dir is not None:
-        # the honest test: episodes the world model never trained on (nor did its parents)
-        manifest = json.loads((world_model_dir / "manifest.json").read_text())
-        seen = set(manifest.get("seen_ids") or manifest.get("dataset", {}).get("ids", []))
-        train_eps = [e for e in episodes if e.episode_id in seen]
-        test_eps = [e for e in episodes if e.episode_id not in seen]
-        if not test_eps:
-            _fail(f"every matching episode was seen by the world model in {world_model_dir}: nothing to test on")
-    else:
-        train_eps, test_eps = split_held_out(episodes, held_out, seed=seed)
+    train_eps, test_eps = _reward_model_split(episodes, world_model_dir, held_out, seed)
     if not any(e.success for e in train_eps) or not any(e.success is False for e in train_eps):
         _fail("the reward model needs both successful and failed labelled episodes")
     wm = PixelWorldModel.load(world_model_dir, sampling_steps=sampling_steps, seed=seed) if world_model_dir else None
@@ -239,7 +228,34 @@ def reward_model(
         result = fit_with_imagination(
             train_eps, out, config=replace(PRESETS[preset], steps=steps, seed=seed), world_model=use_wm
         )
-    rm = result.model
+    _classifier_report(result.model, test_eps, run_cfg, as_json)
+    if wm is not None:
+        _agreement_report(wm, result.model, test_eps, seed, {**run_cfg, "sampling_steps": sampling_steps}, as_json)
+    console.print(f"saved {out}")
+
+
+def _reward_model_split(
+    episodes: list[Any], world_model_dir: Path | None, held_out: float, seed: int
+) -> tuple[list[Any], list[Any]]:
+    """(training, test) episodes of the reward model."""
+    from trainer.world_model import split_held_out
+
+    if world_model_dir is None:
+        return split_held_out(episodes, held_out, seed=seed)
+    # the honest test: episodes the world model never trained on (nor did its parents)
+    manifest = json.loads((world_model_dir / "manifest.json").read_text())
+    seen = set(manifest.get("seen_ids") or manifest.get("dataset", {}).get("ids", []))
+    train_eps = [e for e in episodes if e.episode_id in seen]
+    test_eps = [e for e in episodes if e.episode_id not in seen]
+    if not test_eps:
+        _fail(f"every matching episode was seen by the world model in {world_model_dir}: nothing to test on")
+    return train_eps, test_eps
+
+
+def _classifier_report(rm: Any, test_eps: list[Any], cfg: dict, as_json: bool) -> None:
+    """Precision / recall / F1 of the reward model on the held-out real episodes, per frame and per episode."""
+    from trainer.reward_model import evaluate
+
     metrics = evaluate(rm, test_eps)
     rows = [{"level": lvl, **metrics[lvl]} for lvl in ("frame", "episode")]
     console.print(
@@ -256,28 +272,33 @@ def reward_model(
                 "f1",
                 r["f1"],
                 "ratio",
-                run_cfg,
+                cfg,
                 precision=r["precision"],
                 recall=r["recall"],
                 threshold=rm.threshold,
             )
-    if wm is not None:
-        imagined_test = replay(wm, test_eps, seed=seed)
-        agree = success_agreement(imagined_test, test_eps, rm)
-        console.print(
-            table("success agreement: reward model on imagined replays vs the real outcome", agree, AGREEMENT_COLUMNS)
-        )
-        if as_json:
-            for r in agree:
-                emit(
-                    "imagination/success_agreement",
-                    "agreement",
-                    r["agreement"],
-                    "fraction",
-                    {**run_cfg, "sampling_steps": sampling_steps},
-                    **{k: v for k, v in r.items() if k != "agreement"},
-                )
-    console.print(f"saved {out}")
+
+
+def _agreement_report(wm: Any, rm: Any, test_eps: list[Any], seed: int, cfg: dict, as_json: bool) -> None:
+    """How often the reward model's verdict on the world model's replays matches the real outcome."""
+    from trainer.bench.imagination_quality import success_agreement
+    from trainer.world_model.replay import replay
+
+    imagined_test = replay(wm, test_eps, seed=seed)
+    agree = success_agreement(imagined_test, test_eps, rm)
+    console.print(
+        table("success agreement: reward model on imagined replays vs the real outcome", agree, AGREEMENT_COLUMNS)
+    )
+    if as_json:
+        for r in agree:
+            emit(
+                "imagination/success_agreement",
+                "agreement",
+                r["agreement"],
+                "fraction",
+                cfg,
+                **{k: v for k, v in r.items() if k != "agreement"},
+            )
 
 
 def bench_world_model(

@@ -84,6 +84,70 @@ def frame_size(episodes: Sequence[RecordedEpisode]) -> tuple[int, int]:
     return h, w
 
 
+def _starting_point(
+    episodes: Sequence[RecordedEpisode],
+    ckpt: Path,
+    config: WorldModelConfig | None,
+    finetune_from: str | Path | PixelWorldModel | None,
+    resume: bool,
+) -> tuple[dict[str, torch.Tensor] | None, WorldModelConfig]:
+    """The weights (None: fresh) and config to train from: the run's checkpoint, a trained model, or scratch."""
+    if resume and (ckpt / "train_state.json").exists():
+        weights, cfg_json, _ = read_model_dir(ckpt, KIND)
+        return weights, WorldModelConfig.from_json(cfg_json)
+    if isinstance(finetune_from, PixelWorldModel):
+        return finetune_from.net.state_dict(), finetune_from.config
+    if finetune_from is not None:
+        weights, cfg_json, _ = read_model_dir(finetune_from, KIND)
+        return weights, WorldModelConfig.from_json(cfg_json)
+    cfg = config or WorldModelConfig()
+    mean, std = fit_action_stats(episodes)
+    # the frame size and the action space come from the episodes, never from the preset
+    return None, cfg.replace(action_mean=mean, action_std=std, action_dim=len(mean), image_size=frame_size(episodes))
+
+
+def _check_frame_size(episodes: Sequence[RecordedEpisode], cfg: WorldModelConfig) -> None:
+    if frame_size(episodes) != tuple(cfg.image_size):
+        h, w = frame_size(episodes)
+        raise ValueError(
+            f"the episodes' frames are {h}x{w}, the world model's {cfg.image_size[0]}x{cfg.image_size[1]}: "
+            "fine-tune a model trained at this frame size, or train one from scratch"
+        )
+
+
+def _train_step(
+    net: ChunkDenoiser,
+    opt: torch.optim.Optimizer,
+    windows: ChunkWindows,
+    cfg: WorldModelConfig,
+    train: TrainConfig,
+    step: int,
+) -> float:
+    """One optimizer step on the batch of ``step`` (a pure function of the seed and the step); returns its loss."""
+    rng = np.random.default_rng([train.seed, step])
+    gen = torch.Generator().manual_seed(train.seed * 1_000_003 + step)
+    ctx, act, tgt = windows.batch(rng, train.batch_size)
+    for g in opt.param_groups:
+        g["lr"] = _lr_at(step, train)
+    mean_t = torch.tensor(cfg.action_mean or (0.0,) * cfg.action_dim)
+    std_t = torch.tensor(cfg.action_std or (1.0,) * cfg.action_dim)
+    loss = flow_loss(
+        net,
+        frames_to_tensor(ctx),
+        frames_to_tensor(tgt),
+        (torch.from_numpy(act) - mean_t) / std_t,
+        cfg.context_noise,
+        gen,
+        anchors=sampler_times(cfg.sampling_steps),
+        anchor_share=train.anchor_share,
+    )
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), train.grad_clip)
+    opt.step()
+    return float(loss.detach())
+
+
 def fit_world_model(
     episodes: Sequence[RecordedEpisode],
     out: str | Path,
@@ -103,20 +167,7 @@ def fit_world_model(
     start_step = 0
     if resume:
         finish_interrupted_write(ckpt)  # a worker killed while writing its checkpoint
-    if resume and (ckpt / "train_state.json").exists():
-        weights, cfg_json, _ = read_model_dir(ckpt, KIND)
-        cfg = WorldModelConfig.from_json(cfg_json)
-    elif isinstance(finetune_from, PixelWorldModel):
-        weights, cfg = finetune_from.net.state_dict(), finetune_from.config
-    elif finetune_from is not None:
-        weights, cfg_json, _ = read_model_dir(finetune_from, KIND)
-        cfg = WorldModelConfig.from_json(cfg_json)
-    else:
-        weights = None
-        cfg = config or WorldModelConfig()
-        mean, std = fit_action_stats(episodes)
-        # the frame size and the action space come from the episodes, never from the preset
-        cfg = cfg.replace(action_mean=mean, action_std=std, action_dim=len(mean), image_size=frame_size(episodes))
+    weights, cfg = _starting_point(episodes, ckpt, config, finetune_from, resume)
     if context_noise is not None:  # a training-only setting: it may change when fine-tuning a trained model
         cfg = cfg.replace(context_noise=context_noise)
     torch.manual_seed(train.seed)
@@ -127,15 +178,8 @@ def fit_world_model(
     if resume and (ckpt / "train_state.json").exists():
         start_step = int(load_optimizer(opt, ckpt)["step"])
 
-    if frame_size(episodes) != tuple(cfg.image_size):
-        h, w = frame_size(episodes)
-        raise ValueError(
-            f"the episodes' frames are {h}x{w}, the world model's {cfg.image_size[0]}x{cfg.image_size[1]}: "
-            "fine-tune a model trained at this frame size, or train one from scratch"
-        )
+    _check_frame_size(episodes, cfg)
     windows = ChunkWindows(episodes, cfg.chunk_size, cfg.memory_frames)
-    mean_t = torch.tensor(cfg.action_mean or (0.0,) * cfg.action_dim)
-    std_t = torch.tensor(cfg.action_std or (1.0,) * cfg.action_dim)
     info = {
         "run": {"finetune_from": _describe(finetune_from), "train": dict(train.__dict__)},
         "dataset": {"episodes": len(episodes), "windows": len(windows), "ids": sorted(e.episode_id for e in episodes)},
@@ -154,26 +198,8 @@ def fit_world_model(
         task = bar.add_task("world model", total=train.steps, completed=start_step)
         net.train()
         for step in range(start_step, train.steps):
-            rng = np.random.default_rng([train.seed, step])
-            gen = torch.Generator().manual_seed(train.seed * 1_000_003 + step)
-            ctx, act, tgt = windows.batch(rng, train.batch_size)
-            for g in opt.param_groups:
-                g["lr"] = _lr_at(step, train)
-            loss = flow_loss(
-                net,
-                frames_to_tensor(ctx),
-                frames_to_tensor(tgt),
-                (torch.from_numpy(act) - mean_t) / std_t,
-                cfg.context_noise,
-                gen,
-                anchors=sampler_times(cfg.sampling_steps),
-                anchor_share=train.anchor_share,
-            )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), train.grad_clip)
-            opt.step()
-            running += float(loss.detach())
+            loss = _train_step(net, opt, windows, cfg, train, step)
+            running += loss
             n_running += 1
             if (step + 1) % train.checkpoint_every == 0:
                 checkpoint(step + 1)
@@ -182,7 +208,7 @@ def fit_world_model(
                 if on_log:
                     on_log(step + 1, running / n_running)
                 running, n_running = 0.0, 0
-            bar.update(task, completed=step + 1, description=f"world model loss {float(loss.detach()):.4f}")
+            bar.update(task, completed=step + 1, description=f"world model loss {loss:.4f}")
         if train.steps > start_step:
             checkpoint(train.steps)
     net.eval()
