@@ -35,6 +35,7 @@ import torch
 from data_store.schema import Observation
 from trainer.grpo import Rollouts
 from trainer.protocols import RewardModel, WorldModel
+from vla.protocol import Policy, TrainablePolicy
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,7 @@ def _observation(frame: np.ndarray, state: np.ndarray, instruction: str, camera:
 
 
 @torch.no_grad()
-def check_pairing(policy: Any, world_model: WorldModel, starts: Sequence[StartState]) -> None:
+def check_pairing(policy: Policy, world_model: WorldModel, starts: Sequence[StartState]) -> None:
     """A policy and a world model imagine together only when the model predicts one frame per action of the
     policy's chunk, and the starts' frames are the size the model was trained at. A ValueError says which."""
     k_policy, k_model = int(policy.chunk_size), int(world_model.chunk_size)
@@ -243,7 +244,7 @@ def check_pairing(policy: Any, world_model: WorldModel, starts: Sequence[StartSt
 
 
 def imagine_rollouts(
-    policy: Any,  # vla TrainablePolicy
+    policy: TrainablePolicy,
     world_model: WorldModel,
     reward_model: RewardModel,
     starts: list[StartState],  # B starts; each is rolled out G times
@@ -330,7 +331,7 @@ def imagine_rollouts(
     )
 
 
-def _safety_filters(policy: Any, safety: str | None, n: int) -> list[Any] | None:
+def _safety_filters(policy: TrainablePolicy, safety: str | None, n: int) -> list[Any] | None:
     """One robot safety filter per row (each keeps its own state between actions); None without a preset."""
     if safety is None:
         return None
@@ -340,7 +341,7 @@ def _safety_filters(policy: Any, safety: str | None, n: int) -> list[Any] | None
 
 
 def _act(
-    policy: Any,
+    policy: TrainablePolicy,
     obs: list[Observation],
     deployed: np.ndarray,
     cfg: ImagineConfig,
@@ -375,7 +376,7 @@ def _successes(
 
 
 def _sample_mixed(
-    policy: Any, obs: list[Observation], deployed: np.ndarray, cfg: ImagineConfig
+    policy: TrainablePolicy, obs: list[Observation], deployed: np.ndarray, cfg: ImagineConfig
 ) -> tuple[Any, torch.Tensor, torch.Tensor]:
     """Sample at ``cfg.temperature`` for most rows and act at ``cfg.deploy_temperature`` for the ``deployed`` rows,
     whose chunk log-probs are then taken at ``cfg.temperature``: one log-prob scale for the whole group."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from data_store.schema import ActionChunk, Observation
+from data_store.schema import ActionChunk, Observation, RobotSpec
 
 if TYPE_CHECKING:  # torch only for type checking: a robot with remote inference runs without it
     import torch
@@ -38,6 +38,8 @@ class Policy(Protocol):
 
 @runtime_checkable
 class TrainablePolicy(Policy, Protocol):
+    spec: RobotSpec | None  # the robot it acts for (its action bounds: the safety filter's), when it knows one
+
     def sample(self, batch: list[Observation], temperature: float) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
         """Sample chunks: (actions float32 [B,K,A], token_ids int64 [B,K,A], logprob float [B])."""
         ...
