@@ -71,9 +71,9 @@ def main() -> None:
     ap.add_argument("policies", nargs="+", help="NAME=ARTIFACT_DIR")
     args = ap.parse_args()
 
-    import torch
+    from vla.threads import bound_threads
 
-    torch.set_num_threads(1)
+    bound_threads(1)
     from data_store.measure import machine
     from trainer.evaluate import scene_outcomes
     from trainer.recipe import VALIDATION_SEED, recipe

@@ -47,9 +47,9 @@ def main() -> None:
     ap.add_argument("variants", nargs="+")
     args = ap.parse_args()
 
-    import torch
+    from vla.threads import bound_threads
 
-    torch.set_num_threads(1)
+    bound_threads(1)
     from data_store.episodes import EpisodeStore
     from data_store.measure import machine
     from sim.tasks import resolve_task

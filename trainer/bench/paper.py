@@ -651,7 +651,9 @@ def run_unit_processes(cfg: BenchConfig, out: Path, jobs: int, echo: Callable[[s
     import sys
 
     (out / "logs").mkdir(exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    from vla.threads import THREAD_VARS
+
+    env = {**os.environ, **dict.fromkeys(THREAD_VARS, "1")}  # one unit, one core: `jobs` units share the machine
     pending, failed = list(units(cfg)), []
     running: list[tuple[str, subprocess.Popen[bytes], Path, int]] = []
 
@@ -687,5 +689,7 @@ def run_unit_processes(cfg: BenchConfig, out: Path, jobs: int, echo: Callable[[s
 if __name__ == "__main__":
     import sys
 
-    torch.set_num_threads(1)
+    from vla.threads import bound_threads
+
+    bound_threads(1)
     run_task_seed(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]))

@@ -8,7 +8,6 @@ Each command prints rich tables and, with ``--json``, the same figures as JSON l
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +36,12 @@ def _fmt(v: Any) -> str:
 
 
 def set_threads(n: int) -> int:
-    """Torch intra-op threads. 0 = auto: one when the machine is already busier than its cores (two torch
-    threads fighting other processes for 2 shared cores ran a training step ~50x slower than one), else all."""
-    import torch
+    """Torch, BLAS and OpenMP threads (``vla.threads.bound_threads``). 0 = auto: one when the machine is already
+    busier than its cores (two torch threads fighting other processes for 2 shared cores ran a training step ~50x
+    slower than one), else all."""
+    from vla.threads import bound_threads
 
-    if n <= 0:
-        cores = os.cpu_count() or 1
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-        n = 1 if load >= cores else cores
-    torch.set_num_threads(n)
-    return n
+    return bound_threads(n)
 
 
 THREADS_HELP = "Torch threads (0: one when the machine is busier than its cores, else all)."

@@ -17,9 +17,9 @@ console = Console(stderr=True)
 def _threads(n: int) -> None:
     # On a shared 2-core box, one intra-op thread per process is several times faster than two
     # contending ones (docs/policy.md, "Speed").
-    import torch
+    from vla.threads import bound_threads
 
-    torch.set_num_threads(n)
+    bound_threads(n)
 
 
 def _csv(value: str | None, what: str) -> tuple[str, ...] | None:

@@ -117,6 +117,15 @@ def declare_queues(celery: Celery, settings: ServiceSettings) -> None:
             queue.bind(channel).declare()
 
 
+@signals.worker_process_init.connect
+@signals.worker_init.connect
+def _bound_threads(sender: object = None, **_: object) -> None:
+    """A worker trains below a robot's priority, with at most ``FLYWHEEL_WORKER_THREADS`` (0: auto) threads."""
+    from vla.threads import bound_threads
+
+    bound_threads(load_settings().worker_threads, background=True)
+
+
 @signals.worker_init.connect
 @signals.beat_init.connect
 def _make_dirs(sender: object = None, **_: object) -> None:

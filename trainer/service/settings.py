@@ -39,6 +39,9 @@ class ServiceSettings(FlywheelSettings):
         default=300, ge=10, description="How often beat resumes runs a broker outage interrupted."
     )
     max_recoveries: int = Field(default=3, ge=0, description="Resumes of one run after outages before it fails.")
+    worker_threads: int = Field(
+        default=0, ge=0, description="A worker's torch/BLAS threads (0: one on a busy machine, else its cores)."
+    )
     stage_table: str = Field(
         default="trainer.service.stages:STAGES", description="module:attribute of the stages to run."
     )

@@ -1,0 +1,42 @@
+"""``vla.threads``: one thread policy for torch, BLAS and OpenMP, bounded by the cores given; training below the
+robot's priority."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from vla.threads import THREAD_VARS, bound_threads, cores_given, thread_budget
+
+
+@pytest.fixture
+def restore_threads(monkeypatch: pytest.MonkeyPatch) -> object:
+    before = torch.get_num_threads()
+    for var in THREAD_VARS:
+        monkeypatch.setenv(var, os.environ.get(var, ""))  # restored by monkeypatch afterwards
+    yield
+    torch.set_num_threads(before)
+
+
+def test_never_more_threads_than_the_cores_given(restore_threads: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLYWHEEL_CORES", "1")
+    assert cores_given() == 1 and thread_budget(8) == 1 and thread_budget(0) == 1
+    assert bound_threads(8) == 1
+    assert torch.get_num_threads() == 1 and all(os.environ[v] == "1" for v in THREAD_VARS)
+    monkeypatch.delenv("FLYWHEEL_CORES")
+    assert cores_given() == len(os.sched_getaffinity(0))
+    assert thread_budget(1) == 1
+
+
+def test_a_trainer_runs_below_the_robots_priority() -> None:
+    code = (
+        "import os; from vla.threads import bound_threads; bound_threads(1, background=True); "
+        "print(os.getpriority(os.PRIO_PROCESS, 0), os.environ['OMP_NUM_THREADS'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    nice, omp = out.stdout.split()
+    assert int(nice) >= 10 and omp == "1"
