@@ -19,6 +19,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +29,12 @@ sys.path.insert(0, str(ROOT))
 from data_store.measure import machine  # noqa: E402
 
 
-def step_seconds(workload: str, threads: int, steps: int) -> float:
-    """Seconds per optimizer step of ``workload`` (run inside the measuring process)."""
+def make_step(workload: str) -> Callable[[], None]:
+    """One optimizer step of ``workload`` on synthetic data of the cycle's shapes: ``sft`` (tiny policy, batch 32)
+    or ``world_model`` (``small`` preset, batch 8)."""
     import numpy as np
     import torch
 
-    from vla.threads import bound_threads
-
-    bound_threads(threads)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     if workload == "sft":
@@ -55,36 +54,57 @@ def step_seconds(workload: str, threads: int, steps: int) -> float:
         )
         opt = torch.optim.AdamW(policy.parameters(), lr=1e-4)
 
-        def one() -> None:
+        def sft() -> None:
             loss, _ = sft_loss(policy, batch, ["open the window"])
             opt.zero_grad()
             loss.backward()
             opt.step()
 
-    else:
-        from trainer.world_model import PRESETS, RecordedEpisode, TrainConfig
-        from trainer.world_model.data import ChunkWindows
-        from trainer.world_model.network import ChunkDenoiser
-        from trainer.world_model.train import _train_step
+        return sft
+    from trainer.world_model import PRESETS, RecordedEpisode, TrainConfig
+    from trainer.world_model.data import ChunkWindows
+    from trainer.world_model.network import ChunkDenoiser
+    from trainer.world_model.train import _train_step
 
-        cfg = PRESETS["small"]
-        frames = rng.integers(0, 256, size=(60, 64, 64, 3), dtype=np.uint8)
-        episode = RecordedEpisode("e", "t", "v", frames, rng.uniform(-1, 1, (60, 4)).astype(np.float32), True)
-        windows = ChunkWindows([episode], cfg.chunk_size, cfg.memory_frames)
-        net = ChunkDenoiser(cfg).train()
-        opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
-        train = TrainConfig(steps=steps + 2, batch_size=8)
-        counter = iter(range(10**9))
+    cfg = PRESETS["small"]
+    frames = rng.integers(0, 256, size=(60, 64, 64, 3), dtype=np.uint8)
+    episode = RecordedEpisode("e", "t", "v", frames, rng.uniform(-1, 1, (60, 4)).astype(np.float32), True)
+    windows = ChunkWindows([episode], cfg.chunk_size, cfg.memory_frames)
+    net = ChunkDenoiser(cfg).train()
+    wm_opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    train = TrainConfig(steps=10**9, batch_size=8)
+    counter = iter(range(10**9))
 
-        def one() -> None:
-            _train_step(net, opt, windows, cfg, train, next(counter))
+    def world_model() -> None:
+        _train_step(net, wm_opt, windows, cfg, train, next(counter))
 
+    return world_model
+
+
+def step_seconds(workload: str, threads: int, steps: int) -> float:
+    """Seconds per optimizer step of ``workload`` (run inside the measuring process)."""
+    from vla.threads import bound_threads
+
+    bound_threads(threads)
+    one = make_step(workload)
     for _ in range(2):
         one()
     start = time.perf_counter()
     for _ in range(steps):
         one()
     return (time.perf_counter() - start) / steps
+
+
+def train_forever(workload: str = "world_model", threads: int = 0, background: bool = True) -> None:
+    """A trainer beside something else (``benchmarks/control_loop.py --beside-training``): steps until killed, with
+    the worker's thread policy (``background``: niceness 10, auto threads) or torch's defaults."""
+    if background:
+        from vla.threads import bound_threads
+
+        bound_threads(threads, background=True)
+    one = make_step(workload)
+    while True:
+        one()
 
 
 def measure(workload: str, threads: int, steps: int, competitors: int) -> float:

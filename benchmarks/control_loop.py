@@ -14,6 +14,12 @@ writing into a real ``EpisodeStore`` on disk. Side by side in one run:
    threads of the process; less sensitive to a busy machine than wall time), the headroom over 10 Hz
    and what thousands of simulated episodes (evaluation, GRPO baselines) run at.
 
+With ``--beside-training``: instead, the paced, buffered loop alone and beside a trainer process on the same machine
+(a world-model training loop, ``benchmarks/contention.py``), once as the Celery worker runs it
+(``vla.threads.bound_threads``: niceness 10, auto threads) and once with torch's defaults at normal priority:
+``control_loop_beside_{none,trainer_worker_policy,trainer_defaults}`` with missed deadlines and step latency p99
+side by side (target: 0 missed deadlines beside the worker-policy trainer).
+
 Prints JSON lines ``{"name", "figure", "value", "unit", "machine", "config"}``.
 """
 
@@ -62,6 +68,44 @@ def run_mode(
     return results
 
 
+TRAINERS = {  # name -> the trainer process beside the loop (None: nothing)
+    "none": None,
+    "trainer_worker_policy": "train_forever('world_model', 0, True)",
+    "trainer_defaults": "train_forever('world_model', 0, False)",
+}
+
+
+def beside_training(cfg: ControlLoopBenchConfig, store: EpisodeStore) -> None:
+    """The paced loop (recording, 1 s buffer) alone, then beside a trainer with each thread policy."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    for name, call in TRAINERS.items():
+        trainer = None
+        if call is not None:
+            code = f"import sys; sys.path.insert(0, {str(root)!r}); from benchmarks.contention import train_forever; "
+            trainer = subprocess.Popen([sys.executable, "-c", code + call], cwd=root)
+            time.sleep(8.0)  # past its imports and first steps: it is training when the loop starts
+        robot = SimRobot(cfg.task, image_size=cfg.size, realtime=True)
+        robot.arm.fps = cfg.fps
+        robot.connect()
+        try:
+            results = run_mode(robot, store, cfg, 1.0)
+        finally:
+            robot.disconnect()
+            if trainer is not None:
+                trainer.kill()
+                trainer.wait()
+        latency_ms = np.array([x for r in results for x in r.step_latency_s]) * 1e3
+        steps = int(sum(r.steps for r in results))
+        missed = int(sum(r.missed_deadlines for r in results))
+        config = {**asdict(cfg), "writer_buffer_s": 1.0, "paced": True, "beside": name}
+        emit(f"control_loop_beside_{name}", "missed_deadlines", missed, "ticks", config, steps=steps)
+        emit(f"control_loop_beside_{name}", "step_latency_p99", float(np.percentile(latency_ms, 99)), "ms", config)
+        emit(f"control_loop_beside_{name}", "step_latency_max", float(latency_ms.max()), "ms", config)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default=ControlLoopBenchConfig.task)
@@ -69,11 +113,15 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=ControlLoopBenchConfig.size)
     parser.add_argument("--fps", type=float, default=ControlLoopBenchConfig.fps)
     parser.add_argument("--dir", type=Path, default=None, help="Store folder (default: a temporary one).")
+    parser.add_argument("--beside-training", action="store_true", help="The loop alone and beside a trainer.")
     args = parser.parse_args()
     cfg = ControlLoopBenchConfig(task=args.task, episodes=args.episodes, size=args.size, fps=args.fps)
     root = args.dir or Path(tempfile.mkdtemp(prefix="bench_control_loop_"))
     try:
         store = EpisodeStore(root)
+        if args.beside_training:
+            beside_training(cfg, store)
+            return
         for paced in (True, False):
             robot = SimRobot(cfg.task, image_size=cfg.size, realtime=paced)
             robot.arm.fps = cfg.fps
