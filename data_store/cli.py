@@ -27,6 +27,13 @@ DEFAULT_STORE = "flywheel_data/episodes"
 StoreOption = typer.Option(
     DEFAULT_STORE, "--store", envvar="FLYWHEEL_STORE", help="Episode store folder.", show_default=True
 )
+# The filters of `data ls` and `data export`: one definition each.
+TaskFilter = typer.Option(None, "--task", help="Only this task (repeatable).")
+SuccessFilter = typer.Option(None, "--success", help="Only episodes with this success label.")
+PolicyFilter = typer.Option(None, "--policy", help="Only this policy version.")
+RobotFilter = typer.Option(None, "--robot", help="Only this robot id.")
+SinceFilter = typer.Option(None, "--since", help="Started at or after (ISO date/time, UTC).")
+UntilFilter = typer.Option(None, "--until", help="Started before (ISO date/time, UTC).")
 
 
 class ExportFormat(StrEnum):
@@ -113,12 +120,12 @@ _STATUS_STYLE = {"complete": "complete", "recording": "[yellow]recording[/yellow
 @app.command("ls")
 def ls(
     store: Path = StoreOption,
-    task: list[str] = typer.Option(None, "--task", help="Only this task (repeatable)."),
-    success: Label = typer.Option(None, "--success", help="Only episodes with this success label."),
-    policy: str = typer.Option(None, "--policy", help="Only this policy version."),
-    robot: str = typer.Option(None, "--robot", help="Only this robot id."),
-    since: str = typer.Option(None, "--since", help="Started at or after (ISO date/time, UTC)."),
-    until: str = typer.Option(None, "--until", help="Started before (ISO date/time, UTC)."),
+    task: list[str] = TaskFilter,
+    success: Label = SuccessFilter,
+    policy: str = PolicyFilter,
+    robot: str = RobotFilter,
+    since: str = SinceFilter,
+    until: str = UntilFilter,
     status: list[str] = typer.Option(None, "--status", help="recording | complete | aborted (repeatable)."),
     limit: int = typer.Option(50, "--limit", min=0, help="Show the newest N (0: all)."),
 ) -> None:
@@ -246,12 +253,12 @@ def export(
     ),
     ids: list[str] = typer.Argument(None, help="Episode ids (default: every complete episode matching the filters)."),
     store: Path = StoreOption,
-    task: list[str] = typer.Option(None, "--task", help="Only this task (repeatable)."),
-    success: Label = typer.Option(None, "--success", help="Only episodes with this success label."),
-    policy: str = typer.Option(None, "--policy", help="Only this policy version."),
-    robot: str = typer.Option(None, "--robot", help="Only this robot id."),
-    since: str = typer.Option(None, "--since", help="Started at or after (ISO date/time, UTC)."),
-    until: str = typer.Option(None, "--until", help="Started before (ISO date/time, UTC)."),
+    task: list[str] = TaskFilter,
+    success: Label = SuccessFilter,
+    policy: str = PolicyFilter,
+    robot: str = RobotFilter,
+    since: str = SinceFilter,
+    until: str = UntilFilter,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out (lerobot)."),
 ) -> None:
     """Export episodes as a LeRobotDataset v3.0 (Parquet + AV1 MP4) or as rosbag2/MCAP bags."""
