@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -321,11 +321,18 @@ def start_rollout(
     return row
 
 
-def robot_states(s: Session, row: Rollout) -> dict[str, dict[str, str]]:
+def running_versions(s: Session) -> dict[str, str | None]:
+    """What each registered robot last said it runs (read once for many rollouts)."""
+    return {r.robot_id: r.running_version for r in fleet.list_robots(s)}
+
+
+def robot_states(
+    s: Session, row: Rollout, running: Mapping[str, str | None] | None = None
+) -> dict[str, dict[str, str]]:
     """Each target robot's part in the rollout: ``running`` (it runs the version), ``pending`` (it is meant to, and
     does not yet), ``waiting`` (a robot the running canary is compared with), ``kept`` (such a robot, after the
     canary was halted or refused), ``refused`` (with its reason), ``rolled_back``."""
-    running = {r.robot_id: r.running_version for r in fleet.list_robots(s)}
+    running = running_versions(s) if running is None else running
     outcomes = row.outcomes or {}
     states: dict[str, dict[str, str]] = {}
     for robot_id in row.robots:
@@ -348,16 +355,18 @@ def note_running(s: Session, robot_id: str) -> list[int]:
     """``robot_id`` reported what it runs (a heartbeat, a swap): a rollout whose every target robot now runs its
     version is ``complete``. Returns the ids of the rollouts it completed."""
     done = []
-    for row in s.scalars(sa.select(Rollout).where(Rollout.status == ROLLING)):
-        if robot_id in row.robots and _complete_if_done(s, row):
+    rows = [r for r in s.scalars(sa.select(Rollout).where(Rollout.status == ROLLING)) if robot_id in r.robots]
+    running = running_versions(s) if rows else {}
+    for row in rows:
+        if _complete_if_done(s, row, running):
             done.append(row.id)
     return done
 
 
-def _complete_if_done(s: Session, row: Rollout) -> bool:
+def _complete_if_done(s: Session, row: Rollout, running: Mapping[str, str | None] | None = None) -> bool:
     if row.status != ROLLING:
         return False
-    states = robot_states(s, row)
+    states = robot_states(s, row, running)
     if any(st["state"] != "running" for st in states.values()):
         return False
     row.status = "complete"

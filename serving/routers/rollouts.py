@@ -21,9 +21,10 @@ from serving.schemas import Offset, RobotState, RollbackIn, RollbackOut, Rollout
 router = APIRouter(tags=["rollouts"])
 
 
-def rollout_out(s: Session, row: Rollout) -> RolloutOut:
+def rollout_out(s: Session, row: Rollout, running: dict[str, str | None] | None = None) -> RolloutOut:
     out = RolloutOut.model_validate(row)
-    out.robot_states = {r: RobotState(**st) for r, st in rollouts.robot_states(s, row).items()}  # type: ignore[arg-type]
+    states = rollouts.robot_states(s, row, running)
+    out.robot_states = {r: RobotState(**st) for r, st in states.items()}  # type: ignore[arg-type]
     if row.canary:
         rate = rollouts.canary_rate(s, row)
         out.canary_episodes, out.canary_successes = rate.episodes, rate.successes
@@ -60,7 +61,8 @@ def list_rollouts(
     registry: RegistryDep, _: Viewer, limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Offset = 0
 ) -> list[RolloutOut]:
     with registry.session() as s:
-        return [rollout_out(s, r) for r in rollouts.list_rollouts(s, limit=limit, offset=offset)]
+        running = rollouts.running_versions(s)  # once, not once a rollout (the dashboard asks every 2 s)
+        return [rollout_out(s, r, running) for r in rollouts.list_rollouts(s, limit=limit, offset=offset)]
 
 
 @router.get("/rollouts/{rollout_id}", response_model=RolloutOut)

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from data_store.measure import emit
+from vla.threads import bound_threads
 
 console = Console()
 
@@ -33,15 +34,6 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.3f}" if abs(v) < 1000 else f"{v:.0f}"
     return "" if v is None else str(v)
-
-
-def set_threads(n: int) -> int:
-    """Torch, BLAS and OpenMP threads (``vla.threads.bound_threads``). 0 = auto: one when the machine is already
-    busier than its cores (two torch threads fighting other processes for 2 shared cores ran a training step ~50x
-    slower than one), else all."""
-    from vla.threads import bound_threads
-
-    return bound_threads(n)
 
 
 THREADS_HELP = "Torch threads (0: one when the machine is busier than its cores, else all)."
@@ -113,7 +105,7 @@ def world_model(
     if resume and not (out / "checkpoint" / "train_state.json").exists():
         raise typer.BadParameter(f"nothing to resume in {out}/checkpoint", param_hint="--resume")
     episodes = _load(data, task, policy_version, camera)
-    set_threads(threads)
+    bound_threads(threads)
     train_eps, test_eps = split_held_out(episodes, held_out, seed=seed)
     console.print(
         f"world model: {len(train_eps)} training episodes, {len(test_eps)} held out "
@@ -206,7 +198,7 @@ def reward_model(
     if train_on_imagined and world_model_dir is None:
         raise typer.BadParameter("--train-on-imagined needs --world-model", param_hint="--train-on-imagined")
     episodes = [e for e in _load(data, task, policy_version, camera) if e.success is not None]
-    set_threads(threads)
+    bound_threads(threads)
     train_eps, test_eps = _reward_model_split(episodes, world_model_dir, held_out, seed)
     if not any(e.success for e in train_eps) or not any(e.success is False for e in train_eps):
         _fail("the reward model needs both successful and failed labelled episodes")
@@ -318,7 +310,7 @@ def bench_world_model(
         ) from None
     if not steps or any(not 1 <= s <= 10 for s in steps):
         raise typer.BadParameter("sampling steps must be in 1..10", param_hint="--sampling-steps")
-    set_threads(threads)
+    bound_threads(threads)
     cfg = BenchConfig(
         model=str(model) if model else None,
         preset=preset,

@@ -11,15 +11,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from vla.threads import bound_threads
+
 console = Console(stderr=True)
-
-
-def _threads(n: int) -> None:
-    # On a shared 2-core box, one intra-op thread per process is several times faster than two
-    # contending ones (docs/policy.md, "Speed").
-    from vla.threads import bound_threads
-
-    bound_threads(n)
 
 
 def _csv(value: str | None, what: str) -> tuple[str, ...] | None:
@@ -82,7 +76,7 @@ def sft(
         raise typer.BadParameter(f"unknown preset {preset!r}: tiny | small | base", param_hint="--preset")
     if not data.is_dir():
         raise typer.BadParameter(f"{data} is not an episode store folder", param_hint="--data")
-    _threads(threads)
+    bound_threads(threads)  # one intra-op thread beats two contending ones on a shared box
     from trainer.sft import SFTConfig, train_sft
 
     overrides = _vision_overrides(preset, vision_pretrained)
@@ -140,7 +134,7 @@ def base_policy(
             resolve_task(t)
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--tasks") from None
-    _threads(threads)
+    bound_threads(threads)
     from trainer.bench.base_table import BaseTableConfig, run_base_table
 
     cfg = BaseTableConfig(tasks=task_list, demos=ns, episodes=episodes, preset=preset, steps=steps, noise=noise)
@@ -167,7 +161,7 @@ def policy_speed(
     threads: int = typer.Option(1, "--threads", min=1, help="torch intra-op threads."),
 ) -> None:
     """Chunk inference latency p50/p99 (batch 1 and 64), peak memory and SFT samples/s per preset (JSON lines)."""
-    _threads(threads)
+    bound_threads(threads)
     import importlib.util
 
     # benchmarks/ is a folder of scripts beside the packages, not an installed package
