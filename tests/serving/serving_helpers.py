@@ -63,7 +63,7 @@ def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return {**env, "FLYWHEEL_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT), **extra}
 
 
-def start_server(data_dir: Path, *, registry_url: str = "", schema: str = "") -> Server:
+def start_server(data_dir: Path, *, registry_url: str = "", schema: str = "", **extra_env: str) -> Server:
     """Tokens are created in the registry first (as ``flywheel serve token create`` does), then the
     server starts as its own process: ``python -m uvicorn serving.app:create_app --factory``.
     SQLite under ``data_dir`` unless ``registry_url`` (and ``schema``) name another database."""
@@ -75,7 +75,7 @@ def start_server(data_dir: Path, *, registry_url: str = "", schema: str = "") ->
         made["trainer"] = tokens.create_token(s, "operator", name="test-trainer", bound_to=tokens.TRAINER)[0]
     registry.close()
     port = free_port()
-    env = {"FLYWHEEL_REGISTRY_URL": url, "FLYWHEEL_REGISTRY_SCHEMA": schema}
+    env = {"FLYWHEEL_REGISTRY_URL": url, "FLYWHEEL_REGISTRY_SCHEMA": schema, **extra_env}
     server = Server(f"http://127.0.0.1:{port}", launch(data_dir, port, **env), data_dir, made["admin"],
                     made["operator"], made["viewer"], data_dir / f"server-{port}.log", env,
                     made["trainer"])  # fmt: skip

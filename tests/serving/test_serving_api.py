@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import tarfile
 from datetime import UTC, datetime, timedelta
@@ -12,7 +11,7 @@ import httpx
 import pytest
 
 from data_store.stats import wilson
-from tests.serving.serving_helpers import SIM_SPEC, Server, upload
+from tests.serving.serving_helpers import SIM_SPEC, Server, start_server, upload
 from vla.manifest import read_manifest
 
 
@@ -234,18 +233,12 @@ def test_swap_reports_answer_which_version_ran_when(server: Server, artifacts: d
         assert robot["running_version"] == v2 and robot["health"] == {"ok": True} and not robot["stale"]
 
 
-def test_training_run_goes_to_the_trainer_or_is_recorded_as_unavailable(server: Server) -> None:
-    trainer_here = importlib.util.find_spec("trainer.service.pipeline") is not None
+def test_training_run_is_queued_for_the_trainer_and_a_trainer_reports_on_it(server: Server) -> None:
     with server.client(server.operator) as op:
         r = op.post("/runs", json={"policy": "production", "task": "drawer-close"})
-        assert r.status_code == (202 if trainer_here else 503), r.text
-        if r.status_code == 503:
-            assert r.json()["error"] == "unavailable" and r.json()["reason"]
-            run = r.json()["run"]
-            assert run["status"] == "unavailable"
-        else:
-            run = r.json()
-            assert run["external_id"]
+        assert r.status_code == 202, r.text  # on the embedded broker: it waits there for a worker
+        run = r.json()
+        assert run["external_id"] and run["status"] == "requested"
         got = op.get(f"/runs/{run['id']}").json()
         assert got["params"]["task"] == "drawer-close"
         update = {"progress": 0.5, "stage": "world_model", "status": "running"}
@@ -255,10 +248,20 @@ def test_training_run_goes_to_the_trainer_or_is_recorded_as_unavailable(server: 
             r = trainer.patch(f"/runs/{run['id']}", json=update)
             assert r.status_code == 200 and r.json()["progress"] == 0.5
             assert trainer.patch(f"/runs/{run['id']}", json={"progress": 2}).status_code == 422
-        if trainer_here:  # a recipe the trainer does not know is the caller's mistake, said in one line
-            r = op.post("/runs", json={"policy": "production", "recipe": "fastest"})
-            assert r.status_code == 422 and "fastest" in r.json()["reason"], r.text
-            assert r.json()["run"]["status"] == "failed"
+
+
+def test_training_run_is_recorded_as_unavailable_when_the_queue_is_down(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data", FLYWHEEL_BROKER_URL="redis://127.0.0.1:1/0")  # nothing listens there
+    try:
+        with server.client(server.operator) as op:
+            r = op.post("/runs", json={"policy": "production", "task": "drawer-close"})
+            assert r.status_code == 503, r.text
+            assert r.json()["error"] == "unavailable" and "queue" in r.json()["reason"]
+            run = r.json()["run"]
+            assert run["status"] == "unavailable"
+            assert op.get(f"/runs/{run['id']}").json()["reason"] == r.json()["reason"]
+    finally:
+        server.stop()
 
 
 def test_metrics_count_requests(server: Server) -> None:

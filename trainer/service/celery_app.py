@@ -24,6 +24,7 @@ from celery import Celery, signals
 from celery.schedules import crontab
 from kombu import Exchange, Queue
 
+from data_store.jobs import CYCLE_TASK, QUEUES
 from trainer.service.locks import file_lock
 from trainer.service.settings import ServiceSettings, load_settings
 
@@ -34,21 +35,19 @@ TASK_MODULES = ["trainer.service.tasks", "trainer.service.schedule"]  # imported
 def create_app(settings: ServiceSettings | None = None) -> Celery:
     settings = settings or load_settings()
     app = Celery("flywheel", broker=settings.broker, backend=settings.backend, include=TASK_MODULES)
-    transport: dict[str, object] = {}
+    # What every client of the broker needs (the Redis key prefix; SQLite's wait for a writer, which keeps Kombu's
+    # 1 s polling interval: about 1 s a round trip, nothing next to a stage), then what only a worker needs.
+    transport = settings.broker_transport()
     backend_transport: dict[str, object] = {}
     if settings.on_redis:
-        transport = {
+        transport |= {
             "visibility_timeout": settings.visibility_timeout_s,
             "unacked_restore_interval": settings.restore_interval_s,
             "unacked_restore_throttle": 1,
         }
         backend_transport = {"visibility_timeout": settings.visibility_timeout_s}
         if settings.redis_prefix:
-            transport["global_keyprefix"] = backend_transport["global_keyprefix"] = settings.redis_prefix
-    elif settings.broker.startswith("sqla+sqlite"):
-        # SQLite: wait for a writer instead of "database is locked". (Options here go to create_engine, so the
-        # worker keeps Kombu's 1 s polling interval: about 1 s a round trip, nothing next to a stage.)
-        transport = {"connect_args": {"timeout": 30}}
+            backend_transport["global_keyprefix"] = settings.redis_prefix
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -65,8 +64,8 @@ def create_app(settings: ServiceSettings | None = None) -> Celery:
         result_backend_transport_options=backend_transport,
         broker_connection_retry_on_startup=True,
         task_default_queue="cpu",
-        task_queues=tuple(Queue(q, Exchange(q), routing_key=q) for q in ("gpu", "cpu")),
-        task_routes={"flywheel.snapshot": {"queue": "cpu"}, "flywheel.nightly": {"queue": "cpu"}},
+        task_queues=tuple(Queue(q, Exchange(q), routing_key=q) for q in QUEUES),
+        task_routes={name: {"queue": "cpu"} for name in ("flywheel.snapshot", "flywheel.nightly", CYCLE_TASK)},
         worker_hijack_root_logger=False,
         database_engine_options={"connect_args": {"timeout": 30}} if settings.backend.startswith("db+sqlite") else {},
     )

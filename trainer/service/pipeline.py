@@ -4,7 +4,8 @@ A run goes: ``start_run`` (run record, state queued) → ``snapshot_step`` (free
 idempotency key is now known) → ``run_stage`` for each stage of the stage table, in the order their
 ``needs`` allow (both in ``execute.py``, idempotent). ``cycle_signature`` chains these as Celery tasks
 (``tasks.py``; stages of one level in a group, so two workers train the world model and the reward model
-at once) and ``submit_cycle`` queues the chain; ``run_cycle_inline`` runs them in this process.
+at once) and ``submit_cycle`` queues the chain; ``take_cycle`` does the same for a cycle the control plane sent
+by task name; ``run_cycle_inline`` runs them in this process.
 
 Celery loads only when a cycle is queued: a run in this process (``flywheel demo``, ``--inline``) needs no
 broker, and importing the app builds it from the settings.
@@ -12,9 +13,10 @@ broker, and importing the app builds it from the settings.
 
 from __future__ import annotations
 
-import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from data_store.jobs import with_retry
 from data_store.registry.runs import new_run_id
 from trainer.service.execute import Publish, load_stage_table, run_stage, snapshot_step
 from trainer.service.progress import create_run, read_run, run_status, update_run, update_stage
@@ -58,24 +60,36 @@ def submit_cycle(
     settings = settings or load_settings()
     ensure_dirs(settings)
     run_id = start_run(settings, config, trigger=trigger, run_id=run_id)
-    result = publish_with_retry(cycle_signature(settings, run_id))
+    result = with_retry(cycle_signature(settings, run_id).apply_async)
     update_run(settings, run_id, celery_id=result.id)
     return run_id
 
 
-def publish_with_retry(signature: Any, attempts: int = 5) -> Any:
-    """``apply_async`` with a bounded retry. On the embedded SQLite broker a worker that is starting can
-    hold the broker file ("database is locked"); kombu then leaves the channel without a connection and
-    the publish fails with an error Celery's own retry (connection errors only) does not cover. A message
-    sent twice is harmless: every stage is idempotent (keyed by snapshot and config)."""
-    for attempt in range(attempts):
-        try:
-            return signature.apply_async()
-        except Exception:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.5 * (attempt + 1))
-    raise AssertionError("unreachable")
+def take_cycle(
+    params: Mapping[str, Any], run_id: str, trigger: str = "serve", settings: ServiceSettings | None = None
+) -> str:
+    """A cycle another component sent by task name (``data_store.jobs.send_cycle``): check its parameters and queue
+    it as ``submit_cycle`` does. Parameters the trainer refuses (a recipe it does not know) fail the run with the
+    reason, which reaches the sender's registry row. A message delivered twice starts the run once."""
+    settings = settings or load_settings()
+    try:
+        record: dict[str, Any] | None = read_run(settings, run_id)
+    except KeyError:
+        record = None
+    if record is not None:
+        if record.get("celery_id") or record["state"] != "queued":
+            return run_id
+        result = with_retry(cycle_signature(settings, run_id).apply_async)  # written, then the worker died
+        update_run(settings, run_id, celery_id=result.id)
+        return run_id
+    try:
+        config = CycleConfig.from_json(params)
+        config.resolved_recipe()  # ValueError naming an unknown recipe or setting
+    except (TypeError, ValueError) as e:
+        create_run(settings, run_id, dict(params), [], trigger)
+        update_run(settings, run_id, state="failed", reason=f"the trainer refused the run: {e}")
+        return run_id
+    return submit_cycle(config, settings, trigger=trigger, run_id=run_id)
 
 
 def resume_cycle(run_id: str, settings: ServiceSettings | None = None) -> str:
@@ -92,7 +106,7 @@ def resume_cycle(run_id: str, settings: ServiceSettings | None = None) -> str:
     if record.get("failed_stage"):
         update_stage(settings, run_id, record["failed_stage"], state="pending", reason=None)
     update_run(settings, run_id, reopen=True, state="queued" if record["key"] is None else "running", reason=None)
-    result = publish_with_retry(cycle_signature(settings, run_id))
+    result = with_retry(cycle_signature(settings, run_id).apply_async)
     update_run(settings, run_id, celery_id=result.id, failed_stage=None)
     return str(result.id)
 

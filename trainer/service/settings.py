@@ -24,9 +24,7 @@ class ServiceSettings(FlywheelSettings):
     live under ``DATA_DIR``."""
 
     store: str = Field(default="", description="The episode store (a path); default: DATA_DIR/episodes.")
-    broker_url: str = Field(default="", description="Celery broker; empty: sqla+sqlite under DATA_DIR (no server).")
     result_backend: str = Field(default="", description="Celery result backend; empty: db+sqlite under DATA_DIR.")
-    redis_prefix: str = Field(default="", description="Prefix of every Redis key (several flywheels, one Redis).")
     # A message a worker has taken but not acknowledged comes back to the queue after this long
     # (Redis). It must exceed the longest stage, or a stage still running is delivered a second time
     # (harmless, see execute.py, but wasted work). A killed worker's task waits this long to resume.
@@ -70,22 +68,12 @@ class ServiceSettings(FlywheelSettings):
         return self.store or str(self.root / "episodes")
 
     @property
-    def broker(self) -> str:
-        if self.broker_url:
-            return self.broker_url
-        return f"sqla+sqlite:///{self.root / 'celery' / 'broker.sqlite'}"
-
-    @property
     def backend(self) -> str:
         if self.result_backend:
             return self.result_backend
         if self.broker_url.startswith(("redis://", "rediss://")):
             return self.broker_url
         return f"db+sqlite:///{self.root / 'celery' / 'results.sqlite'}"
-
-    @property
-    def on_redis(self) -> bool:
-        return self.broker.startswith(("redis://", "rediss://"))
 
 
 def load_settings() -> ServiceSettings:

@@ -407,4 +407,3 @@ class RegisterStage:
 STAGES: dict[str, Stage] = {
     s.name: s for s in (WorldModelStage(), RewardModelStage(), ImaginedGRPOStage(), EvaluateStage(), RegisterStage())
 }
-QUEUES: tuple[Queue, ...] = ("gpu", "cpu")

@@ -13,9 +13,11 @@ from typing import Any
 
 from celery import Task
 
+from data_store.jobs import CYCLE_TASK
 from trainer.service.celery_app import app
 from trainer.service.execute import run_stage, snapshot_step
 from trainer.service.locks import LeaseLost
+from trainer.service.pipeline import take_cycle
 from trainer.service.progress import update_stage, worker_name
 from trainer.service.settings import load_settings
 
@@ -47,6 +49,12 @@ def stage_task(self: Task, run_id: str, stage: str) -> dict[str, Any]:
         # retry cannot be sent either; beat's flywheel.recover resumes the run once it is back.
         raise self.retry(exc=e, countdown=30, max_retries=settings.max_recoveries) from e
     return {"run_id": run_id, "stage": stage, **out.to_json()}
+
+
+@app.task(name=CYCLE_TASK)
+def start_cycle_task(params: dict[str, Any], run_id: str, trigger: str = "serve") -> dict[str, Any]:
+    """A cycle the control plane sent by name (``data_store.jobs.send_cycle``): checked, recorded, its stages queued."""
+    return {"run_id": take_cycle(params, run_id, trigger)}
 
 
 @app.task(name="flywheel.ping")
