@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from data_store.settings import FlywheelSettings
 
 CYCLE_TASK = "flywheel.start_cycle"  # (params, run_id, trigger): trainer.service.tasks.start_cycle_task
+SNAPSHOT_TASK, STAGE_TASK = "flywheel.snapshot", "flywheel.stage"  # (run_id), (run_id, stage): what it queues
 QUEUES = ("gpu", "cpu")  # each stage names one; the cycle's first task goes to "cpu"
 T = TypeVar("T")
 

@@ -24,7 +24,7 @@ from celery import Celery, signals
 from celery.schedules import crontab
 from kombu import Exchange, Queue
 
-from data_store.jobs import CYCLE_TASK, QUEUES
+from data_store.jobs import CYCLE_TASK, QUEUES, SNAPSHOT_TASK
 from trainer.service.locks import file_lock
 from trainer.service.settings import ServiceSettings, load_settings
 
@@ -65,7 +65,7 @@ def create_app(settings: ServiceSettings | None = None) -> Celery:
         broker_connection_retry_on_startup=True,
         task_default_queue="cpu",
         task_queues=tuple(Queue(q, Exchange(q), routing_key=q) for q in QUEUES),
-        task_routes={name: {"queue": "cpu"} for name in ("flywheel.snapshot", "flywheel.nightly", CYCLE_TASK)},
+        task_routes={name: {"queue": "cpu"} for name in (SNAPSHOT_TASK, "flywheel.nightly", CYCLE_TASK)},
         worker_hijack_root_logger=False,
         database_engine_options={"connect_args": {"timeout": 30}} if settings.backend.startswith("db+sqlite") else {},
     )

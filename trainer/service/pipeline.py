@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from data_store.jobs import with_retry
+from data_store.jobs import SNAPSHOT_TASK, STAGE_TASK, with_retry
 from data_store.registry.runs import new_run_id
 from trainer.service.execute import Publish, load_stage_table, run_stage, snapshot_step
 from trainer.service.progress import create_run, read_run, run_status, update_run, update_stage
@@ -41,12 +41,15 @@ def cycle_signature(settings: ServiceSettings, run_id: str) -> Signature:
     """snapshot | group(level 1) | level 2 | ...: a Celery chain; a group followed by a task is a chord."""
     from celery import chain, group  # Celery and the app load only when a cycle is queued (module docstring)
 
-    from trainer.service.tasks import snapshot_task, stage_task
+    from trainer.service.celery_app import app
+
+    def task(name: str, *args: str, queue: str) -> Signature:  # by name: tasks.py imports this module
+        return app.signature(name, args=args, immutable=True).set(queue=queue)
 
     table = load_stage_table(settings)
-    steps: list[Any] = [snapshot_task.si(run_id).set(queue="cpu")]
+    steps: list[Any] = [task(SNAPSHOT_TASK, run_id, queue="cpu")]
     for level in stage_levels(table):
-        sigs = [stage_task.si(run_id, name).set(queue=table[name].queue) for name in level]
+        sigs = [task(STAGE_TASK, run_id, name, queue=table[name].queue) for name in level]
         steps.append(sigs[0] if len(sigs) == 1 else group(sigs))
     return chain(*steps)
 

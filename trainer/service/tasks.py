@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import Task
 
-from data_store.jobs import CYCLE_TASK
+from data_store.jobs import CYCLE_TASK, SNAPSHOT_TASK, STAGE_TASK
 from trainer.service.celery_app import app
 from trainer.service.execute import run_stage, snapshot_step
 from trainer.service.locks import LeaseLost
@@ -30,7 +30,7 @@ def _publisher(task: Task) -> Any:
     return publish
 
 
-@app.task(bind=True, name="flywheel.snapshot")
+@app.task(bind=True, name=SNAPSHOT_TASK)
 def snapshot_task(self: Task, run_id: str) -> dict[str, Any]:
     settings = load_settings()
     update_stage(settings, run_id, "snapshot", task_id=self.request.id)
@@ -38,7 +38,7 @@ def snapshot_task(self: Task, run_id: str) -> dict[str, Any]:
     return {"run_id": run_id, "stage": "snapshot", "key": record["key"]}
 
 
-@app.task(bind=True, name="flywheel.stage")
+@app.task(bind=True, name=STAGE_TASK)
 def stage_task(self: Task, run_id: str, stage: str) -> dict[str, Any]:
     settings = load_settings()
     update_stage(settings, run_id, stage, task_id=self.request.id)  # where the result backend has its progress
