@@ -19,7 +19,8 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,7 @@ def step_seconds(workload: str, threads: int, steps: int) -> float:
 
 
 def train_forever(workload: str = "world_model", threads: int = 0, background: bool = True) -> None:
-    """A trainer beside something else (``benchmarks/control_loop.py --beside-training``): steps until killed, with
+    """A trainer beside something else (``trainer_beside``): steps until killed, with
     the worker's thread policy (``background``: niceness 10, auto threads) or torch's defaults."""
     if background:
         from vla.threads import bound_threads
@@ -105,6 +106,34 @@ def train_forever(workload: str = "world_model", threads: int = 0, background: b
     one = make_step(workload)
     while True:
         one()
+
+
+TRAINERS = {  # name -> the trainer beside a benchmark: None (nothing), or train_forever's background flag
+    "none": None,
+    "trainer_worker_policy": True,  # as the Celery worker runs it: niceness 10, threads bounded
+    "trainer_defaults": False,  # torch's default threads at normal priority
+}
+
+
+@contextmanager
+def trainer_beside(name: str, warmup_s: float = 8.0) -> Iterator[None]:
+    """Run the block beside a world-model trainer process (``TRAINERS[name]``), started ``warmup_s`` before: past
+    its imports and first steps, so it is training when the block starts. Killed when the block ends."""
+    background = TRAINERS[name]
+    if background is None:
+        yield
+        return
+    code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.contention import train_forever; "
+    code += f"train_forever('world_model', 0, {background})"
+    trainer = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    try:
+        time.sleep(warmup_s)
+        if trainer.poll() is not None:
+            raise RuntimeError(f"the trainer beside the benchmark exited ({trainer.returncode}) before it started")
+        yield
+    finally:
+        trainer.kill()
+        trainer.wait()
 
 
 def measure(workload: str, threads: int, steps: int, competitors: int) -> float:

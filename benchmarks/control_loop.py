@@ -68,35 +68,19 @@ def run_mode(
     return results
 
 
-TRAINERS = {  # name -> the trainer process beside the loop (None: nothing)
-    "none": None,
-    "trainer_worker_policy": "train_forever('world_model', 0, True)",
-    "trainer_defaults": "train_forever('world_model', 0, False)",
-}
-
-
 def beside_training(cfg: ControlLoopBenchConfig, store: EpisodeStore) -> None:
     """The paced loop (recording, 1 s buffer) alone, then beside a trainer with each thread policy."""
-    import subprocess
-    import sys
+    from contention import TRAINERS, trainer_beside  # benchmarks/ is this script's folder
 
-    root = Path(__file__).resolve().parents[1]
-    for name, call in TRAINERS.items():
-        trainer = None
-        if call is not None:
-            code = f"import sys; sys.path.insert(0, {str(root)!r}); from benchmarks.contention import train_forever; "
-            trainer = subprocess.Popen([sys.executable, "-c", code + call], cwd=root)
-            time.sleep(8.0)  # past its imports and first steps: it is training when the loop starts
-        robot = SimRobot(cfg.task, image_size=cfg.size, realtime=True)
-        robot.arm.fps = cfg.fps
-        robot.connect()
-        try:
-            results = run_mode(robot, store, cfg, 1.0)
-        finally:
-            robot.disconnect()
-            if trainer is not None:
-                trainer.kill()
-                trainer.wait()
+    for name in TRAINERS:
+        with trainer_beside(name):
+            robot = SimRobot(cfg.task, image_size=cfg.size, realtime=True)
+            robot.arm.fps = cfg.fps
+            robot.connect()
+            try:
+                results = run_mode(robot, store, cfg, 1.0)
+            finally:
+                robot.disconnect()
         latency_ms = np.array([x for r in results for x in r.step_latency_s]) * 1e3
         steps = int(sum(r.steps for r in results))
         missed = int(sum(r.missed_deadlines for r in results))

@@ -14,8 +14,14 @@ Prints JSON lines ``{"name", "figure", "value", "unit", "machine", "config"}``, 
    once the step is queued and a writer thread writes batches (a crash loses at most 1 s).
 2. ``recorder_unpaced_{sync,buffered_1s}``: the same writers as fast as they go (buffered: until ``finish``
    has written the queue): the headroom over the required rate.
-3. ``raw_disk``: the same raw step bytes written to one file with ``write`` + ``fsync`` at the end: what the
+3. ``codec_*``: each candidate codec on the same frames, one thread: milliseconds to compress one step (all cameras,
+   RGB and depth), the steps per second one core could compress, and the compressed share of the raw bytes. The
+   recorder's codec (blosc-zstd level 1, ``data_store.episodes``) is the candidate marked ``in_use``.
+4. ``raw_disk``: the same raw step bytes written to one file with ``write`` + ``fsync`` at the end: what the
    disk itself takes, so the recorder's MB/s can be read against it.
+
+With ``--beside trainer_worker_policy`` all of it runs beside a world-model trainer process with the Celery worker's
+thread policy (``benchmarks/contention.py``; ``trainer_defaults``: torch's defaults at normal priority).
 
 Frames are synthetic but camera-like (smooth scene + sensor noise, a moving object; depth a smooth surface
 with noise in millimetres), so compression sees realistic, not trivial, content.
@@ -34,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from contention import TRAINERS, trainer_beside
 
 from data_store.episodes import EpisodeStore, EpisodeWriter
 from data_store.measure import machine
@@ -49,6 +56,7 @@ class RecorderBenchConfig:
     width: int = 640
     depth: bool = True
     pool: int = 30  # distinct synthetic frames cycled through (generating them is not what is measured)
+    beside: str = "none"  # benchmarks/contention.py TRAINERS: a trainer process beside the recorder
 
 
 def spec_for(cfg: RecorderBenchConfig) -> RobotSpec:
@@ -155,6 +163,42 @@ def raw_disk(path: Path, steps: list[Observation], n: int) -> float:
     return time.perf_counter() - t0
 
 
+CODECS = {  # name -> (blosc compressor, level, shuffle for RGB, shuffle for depth); None: stored raw
+    "none": None,
+    "blosc_lz4_1": ("lz4", 1, "noshuffle", "shuffle"),
+    "blosc_zstd_1": ("zstd", 1, "noshuffle", "shuffle"),  # data_store.episodes: what the recorder writes
+    "blosc_zstd_3": ("zstd", 3, "noshuffle", "shuffle"),
+    "blosc_lz4hc_5": ("lz4hc", 5, "noshuffle", "shuffle"),
+}
+IN_USE = "blosc_zstd_1"
+
+
+def codec_costs(steps: list[Observation], repeats: int = 3) -> dict[str, tuple[float, float]]:
+    """Per codec: (seconds to compress one step on one thread, compressed bytes / raw bytes)."""
+    from numcodecs import Blosc, blosc
+
+    blosc.set_nthreads(1)
+    shuffles = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE}
+    out = {}
+    for name, codec in CODECS.items():
+        if codec is None:
+            out[name] = (0.0, 1.0)
+            continue
+        cname, level, rgb_shuffle, depth_shuffle = codec
+        rgb = Blosc(cname=cname, clevel=level, shuffle=shuffles[rgb_shuffle])
+        depth = Blosc(cname=cname, clevel=level, shuffle=shuffles[depth_shuffle])
+        raw = packed = 0
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            for obs in steps:
+                for a in obs.images.values():
+                    raw, packed = raw + a.nbytes, packed + len(rgb.encode(a))
+                for a in (obs.depth or {}).values():
+                    raw, packed = raw + a.nbytes, packed + len(depth.encode(a))
+        out[name] = ((time.perf_counter() - t0) / (repeats * len(steps)), packed / raw)
+    return out
+
+
 def run(cfg: RecorderBenchConfig, root: Path) -> list[dict[str, Any]]:
     spec = spec_for(cfg)
     steps = synthetic_steps(spec, cfg.pool)
@@ -199,6 +243,12 @@ def run(cfg: RecorderBenchConfig, root: Path) -> list[dict[str, Any]]:
         emit(f"recorder_unpaced_{mode}", "raw_throughput", n * per_step / seconds / mb, "MB/s", steps=n)
         shutil.rmtree(store.root / writer.episode_id)
 
+    for name, (seconds, ratio) in codec_costs(steps).items():
+        extra = {"in_use": name == IN_USE, "compressed_ratio": round(ratio, 3)}
+        emit(f"codec_{name}", "compress_per_step", seconds * 1000, "ms", period_ms=round(1000 / cfg.fps, 2), **extra)
+        if seconds > 0:
+            emit(f"codec_{name}", "steps_per_s_one_core", 1 / seconds, "steps/s", required=cfg.fps, **extra)
+
     seconds = raw_disk(root / "raw.bin", steps, n)
     emit("raw_disk", "write_fsync_throughput", n * per_step / seconds / mb, "MB/s", steps=n)
     emit("raw_disk", "frames_per_s_equivalent", n / seconds, "steps/s", steps=n)
@@ -214,11 +264,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--no-depth", action="store_true")
     p.add_argument("--dir", type=Path, default=None, help="Where to write (default: a temporary folder, removed).")
+    p.add_argument("--beside", default="none", choices=list(TRAINERS), help="A trainer process beside the recorder.")
     args = p.parse_args(argv)
-    cfg = RecorderBenchConfig(args.seconds, args.fps, args.cameras, args.height, args.width, not args.no_depth)
+    cfg = RecorderBenchConfig(
+        args.seconds, args.fps, args.cameras, args.height, args.width, not args.no_depth, beside=args.beside
+    )
     root = Path(tempfile.mkdtemp(prefix="recorder-bench-", dir=args.dir))
     try:
-        run(cfg, root)
+        with trainer_beside(args.beside):
+            run(cfg, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -15,6 +15,9 @@ actions, inside the swap windows (rollout call to swap + 1 s) or outside. A gap 
 deadline (a chunk boundary sends later within its tick than the ticks after it), so this is the
 stricter, noisier figure.
 
+With ``--beside trainer_worker_policy`` the same beside a world-model trainer process with the Celery worker's thread
+policy (``benchmarks/contention.py``; ``trainer_defaults``: torch's defaults at normal priority).
+
 Prints JSON lines ``{"name", "figure", "value", "unit", "machine", "config"}``.
 """
 
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from contention import TRAINERS, trainer_beside
 from serving_common import percentile, start_server, tiny_artifact, upload
 
 from data_store.measure import emit
@@ -40,7 +44,13 @@ def main() -> None:
     p.add_argument("--swaps", type=int, default=6)
     p.add_argument("--poll-s", type=float, default=0.2)
     p.add_argument("--episode-steps", type=int, default=40)
+    p.add_argument("--beside", default="none", choices=list(TRAINERS), help="A trainer process beside the robot.")
     args = p.parse_args()
+    with trainer_beside(args.beside):
+        swaps(args)
+
+
+def swaps(args: argparse.Namespace) -> None:
 
     from robot_agent.loop import Runtime
     from robot_agent.robots.base import make_robot
@@ -48,7 +58,8 @@ def main() -> None:
     from robot_agent.sync import PolicySyncer, SyncConfig
 
     config: dict[str, Any] = {"preset": args.preset, "poll_s": args.poll_s, "fps": 10, "swaps": args.swaps,
-                              "task": "drawer-close", "episode_steps": args.episode_steps}  # fmt: skip
+                              "task": "drawer-close", "episode_steps": args.episode_steps,
+                              "beside": args.beside}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-swap-") as tmp:
         root = Path(tmp)
         server = start_server(root / "server")

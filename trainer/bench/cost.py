@@ -10,6 +10,11 @@ Two parts:
    weights have learned, so the models are freshly initialised; the reward model is the project's own.
    Reported: seconds per draw and per update, imagined trajectories per hour, peak resident memory.
 
+3. **Where the time goes** (``breakdown``): one imagined GRPO iteration at the default point, its draw split among
+   the policy (sampling, log-probs), the world model, the reward model and the proprio model, then the update; and
+   imagined frames per second beside the simulator's own step + render rate at the same resolution (one arm, one
+   core), so the next speed-up is aimed, not guessed.
+
 Peak memory is the process's resident set, sampled every 20 ms during the measured call (torch's CPU
 allocator is invisible to tracemalloc).
 """
@@ -150,6 +155,83 @@ def scaling(
             name = f"rl-cost/G{point.group_size}-B{point.batch}-H{point.horizon}"
             emit(name, "draw_time", draw_s, "s", **row)
     return rows
+
+
+PARTS = {  # part -> (attribute, methods) of what imagine_rollouts calls
+    "policy": ("policy", ("sample", "log_prob")),
+    "world_model": ("world_model", ("reset", "step")),
+    "reward_model": ("reward_model", ("first_success",)),
+    "proprio": ("proprio", ("roll",)),
+}
+
+
+def _timed(fn: Callable[..., Any], part: str, seconds: dict[str, float]) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            seconds[part] += time.perf_counter() - t0
+
+    return call
+
+
+def breakdown(
+    point: CostPoint = DEFAULT_POINT,
+    policy_preset: str = "small",
+    world_preset: str = "small",
+    sim_task: str | None = "drawer-close",
+    sim_steps: int = 200,
+) -> dict[str, float]:
+    """Seconds of one imagined GRPO iteration by part (``PARTS``, ``other``: the loop's own work, ``update``),
+    imagined frames per second, and the simulator's step + render frames per second (``sim_task`` None: skipped)."""
+    names = ("policy", "world_model", "reward_model", "proprio")
+    models = dict(zip(names, _models(policy_preset, world_preset), strict=True))
+    seconds = dict.fromkeys(PARTS, 0.0)
+    for part, (name, methods) in PARTS.items():
+        for method in methods:  # instance attributes shadow the class's methods for this run only
+            setattr(models[name], method, _timed(getattr(models[name], method), part, seconds))
+    rng = np.random.default_rng(0)
+    c = getattr(models["world_model"].config, "context_frames", 3)
+    h, w = (int(x) for x in models["world_model"].image_size)
+    start = StartState(
+        context_frames=rng.integers(0, 256, size=(c, h, w, 3), dtype=np.uint8),
+        context_actions=np.zeros((c - 1, 4), np.float32),
+        state=np.zeros(4, np.float32),
+        instruction="close the drawer",
+        steps_left=point.horizon,
+    )
+    torch.manual_seed(0)
+    args = (models["policy"], models["world_model"], models["reward_model"], [start] * point.batch)
+    t0 = time.perf_counter()
+    icfg = ImagineConfig(group_size=point.group_size)
+    batch = imagine_rollouts(*args, icfg, "corner4", proprio_model=models["proprio"])
+    draw_s = time.perf_counter() - t0
+    rollouts = batch.rollouts
+    rollouts.success = torch.as_tensor(rng.integers(0, 2, size=rollouts.success.shape), dtype=torch.float32)
+    gcfg = GRPO_PRESETS["cpu"]
+    models["policy"].train()
+    t0 = time.perf_counter()
+    update(models["policy"], make_optimizer(models["policy"], gcfg), rollouts, gcfg)
+    out = {**seconds, "other": draw_s - sum(seconds.values()), "update": time.perf_counter() - t0, "draw": draw_s}
+    out["imagined_frames_per_s"] = point.batch * point.group_size * point.horizon / draw_s
+    if sim_task is not None:
+        out["sim_frames_per_s"] = sim_frames_per_s(sim_task, (h, w), sim_steps)
+    return out
+
+
+def sim_frames_per_s(task: str, size: tuple[int, int], steps: int) -> float:
+    """The simulated arm's step (physics) + render rate at ``size``, random actions, one process."""
+    from sim.env import MetaWorldArm
+
+    rng = np.random.default_rng(0)
+    with MetaWorldArm(task, image_size=size, max_steps=steps + 1) as arm:
+        arm.reset(seed=0)
+        low, high = np.asarray(arm.spec.action_low), np.asarray(arm.spec.action_high)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            arm.step(rng.uniform(low, high).astype(np.float32))
+        return steps / (time.perf_counter() - t0)
 
 
 def stage_times(results: Path) -> list[dict[str, Any]]:

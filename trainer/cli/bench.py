@@ -161,11 +161,13 @@ def rl_cost(
     from_run: Path | None = typer.Option(None, "--from", help="A `bench paper` folder: report its stage times."),
     quick: bool = typer.Option(False, "--quick", help="A tiny grid with tiny models."),
 ) -> None:
-    """Wall time and peak memory of imagined RL; trajectories per hour; growth with G, batch and horizon."""
+    """Wall time and peak memory of imagined RL; trajectories per hour; growth with G, batch and horizon; where one
+    iteration's time goes; imagined frames/s beside the simulator's."""
     import json
+    from dataclasses import asdict
 
     from data_store.measure import machine
-    from trainer.bench.cost import GRID, QUICK_GRID, markdown, scaling
+    from trainer.bench.cost import DEFAULT_POINT, GRID, PARTS, QUICK_GRID, breakdown, markdown, scaling
 
     if from_run is not None:
         _print_stage_times(from_run)
@@ -187,6 +189,15 @@ def rl_cost(
     preset = "tiny" if quick else "small"
     rows = scaling(QUICK_GRID if quick else GRID, preset, preset, emit)
     console.print(markdown(rows))
+    point = QUICK_GRID[0] if quick else DEFAULT_POINT
+    split = breakdown(point, preset, preset, sim_steps=20 if quick else 200)
+    where = {"policy_preset": preset, "world_model_preset": preset, **asdict(point)}
+    iteration = split["draw"] + split["update"]
+    for part in (*PARTS, "other", "update"):
+        emit(f"rl-cost/iteration/{part}", "time", split[part], "s", share=round(split[part] / iteration, 3), **where)
+    imagined, sim = split["imagined_frames_per_s"], split["sim_frames_per_s"]
+    emit("rl-cost/imagined_frames", "throughput", imagined, "frames/s", ratio_to_sim=round(imagined / sim, 3), **where)
+    emit("rl-cost/sim_frames", "throughput", sim, "frames/s", task="drawer-close", what="step + render", **where)
 
 
 def register(train: typer.Typer, bench: typer.Typer) -> None:
