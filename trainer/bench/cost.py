@@ -165,15 +165,25 @@ PARTS = {  # part -> (attribute, methods) of what imagine_rollouts calls
 }
 
 
-def _timed(fn: Callable[..., Any], part: str, seconds: dict[str, float]) -> Callable[..., Any]:
-    def call(*args: Any, **kwargs: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            seconds[part] += time.perf_counter() - t0
+class _Timed:
+    """``obj`` with the calls of ``methods`` timed into ``seconds[part]``; everything else passes through."""
 
-    return call
+    def __init__(self, obj: Any, part: str, methods: tuple[str, ...], seconds: dict[str, float]) -> None:
+        self._obj, self._part, self._methods, self._seconds = obj, part, methods, seconds
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._obj, name)
+        if name not in self._methods:
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                self._seconds[self._part] += time.perf_counter() - t0
+
+        return call
 
 
 def breakdown(
@@ -188,9 +198,9 @@ def breakdown(
     names = ("policy", "world_model", "reward_model", "proprio")
     models = dict(zip(names, _models(policy_preset, world_preset), strict=True))
     seconds = dict.fromkeys(PARTS, 0.0)
-    for part, (name, methods) in PARTS.items():
-        for method in methods:  # instance attributes shadow the class's methods for this run only
-            setattr(models[name], method, _timed(getattr(models[name], method), part, seconds))
+    timed: dict[str, Any] = {
+        name: _Timed(models[name], part, methods, seconds) for part, (name, methods) in PARTS.items()
+    }
     rng = np.random.default_rng(0)
     c = getattr(models["world_model"].config, "context_frames", 3)
     h, w = (int(x) for x in models["world_model"].image_size)
@@ -202,10 +212,10 @@ def breakdown(
         steps_left=point.horizon,
     )
     torch.manual_seed(0)
-    args = (models["policy"], models["world_model"], models["reward_model"], [start] * point.batch)
+    args = (timed["policy"], timed["world_model"], timed["reward_model"], [start] * point.batch)
     t0 = time.perf_counter()
     icfg = ImagineConfig(group_size=point.group_size)
-    batch = imagine_rollouts(*args, icfg, "corner4", proprio_model=models["proprio"])
+    batch = imagine_rollouts(*args, icfg, "corner4", proprio_model=timed["proprio"])
     draw_s = time.perf_counter() - t0
     rollouts = batch.rollouts
     rollouts.success = torch.as_tensor(rng.integers(0, 2, size=rollouts.success.shape), dtype=torch.float32)
