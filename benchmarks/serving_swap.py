@@ -36,6 +36,8 @@ from contention import TRAINERS, trainer_beside
 from serving_common import percentile, start_server, tiny_artifact, upload
 
 from data_store.measure import emit
+from robot_agent.session import SessionConfig
+from vla.threads import bound_threads
 
 
 def main() -> None:
@@ -45,6 +47,7 @@ def main() -> None:
     p.add_argument("--poll-s", type=float, default=0.2)
     p.add_argument("--episode-steps", type=int, default=40)
     p.add_argument("--beside", default="none", choices=list(TRAINERS), help="A trainer process beside the robot.")
+    p.add_argument("--robot-threads", type=int, default=SessionConfig.threads, help="The robot's policy threads.")
     args = p.parse_args()
     with trainer_beside(args.beside):
         swaps(args)
@@ -59,7 +62,7 @@ def swaps(args: argparse.Namespace) -> None:
 
     config: dict[str, Any] = {"preset": args.preset, "poll_s": args.poll_s, "fps": 10, "swaps": args.swaps,
                               "task": "drawer-close", "episode_steps": args.episode_steps,
-                              "beside": args.beside}  # fmt: skip
+                              "beside": args.beside, "robot_threads": args.robot_threads}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-swap-") as tmp:
         root = Path(tmp)
         server = start_server(root / "server")
@@ -78,6 +81,7 @@ def swaps(args: argparse.Namespace) -> None:
                               poll_s=args.poll_s)  # fmt: skip
             syncer = PolicySyncer(None, robot.spec, sync)
             policy, version = syncer.bootstrap(60)
+            bound_threads(args.robot_threads, import_torch=False)  # as AgentSession does (flywheel robot run --threads)
             slot = PolicySlot(policy, version)
             syncer.attach(slot)
             syncer.start()

@@ -77,6 +77,12 @@ def run(
     cache: Path = typer.Option(
         "flywheel_data/robot_cache", "--cache", help="With --server: where downloaded policy versions are kept."
     ),
+    threads: int = typer.Option(
+        1,
+        "--threads",
+        min=0,
+        help="The policy's CPU threads (1 keeps the control loop's deadlines beside a trainer; 0: all cores given).",
+    ),
 ) -> None:
     """Run EPISODES episodes of POLICY on ROBOT and record each one into the episode store.
 
@@ -94,7 +100,7 @@ def run(
         max_steps=max_steps, noise=noise, label=label.value, camera=camera, size=size, robot_id=robot_id,
         connect_timeout=connect_timeout, realtime=realtime, safety=safety, temperature=temperature,
         buffer_s=buffer_s, server=server, token=token, swap_at="episode" if swap_at == "episode" else "chunk",
-        cache=cache,
+        cache=cache, threads=threads,
     )  # fmt: skip
     try:
         run_shown(config)

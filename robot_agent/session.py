@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from robot_agent.loop import EpisodeInterrupted, EpisodeResult, Subscriber
+from vla.threads import bound_threads
 
 Label = Literal["auto", "ask", "sim", "none"]
 
@@ -62,6 +63,10 @@ class SessionConfig:
     safety: str | None = None  # safety preset (None: the robot's)
     temperature: float = 0.0  # the policy's sampling temperature (0: deterministic, what a robot runs)
     buffer_s: float = 1.0  # recorder buffer: a crash loses at most this much
+    # the local policy's threads (torch, BLAS, OpenMP; 0: vla.threads' auto). One keeps the loop's ticks clear of a
+    # trainer on the same machine: beside one, 0 missed ticks of 1440 with one thread, 4 with torch's two
+    # (benchmarks/serving_swap.py --beside trainer_worker_policy, docs/results/contention)
+    threads: int = 1
     server: str | None = None  # control plane: follow its rollouts and index episodes there
     token: str | None = None
     swap_at: Literal["chunk", "episode"] = "chunk"
@@ -155,6 +160,7 @@ class AgentSession:
         if cfg.server:
             self.syncer = self._make_syncer()
         policy, version = self._first_policy()
+        bound_threads(cfg.threads, import_torch=False)  # torch is loaded by now where a local policy runs
         from robot_agent.slot import PolicySlot
 
         self.slot = PolicySlot(policy, version)

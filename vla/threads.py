@@ -11,6 +11,8 @@ worker, the benches' unit processes and the benchmarks.
 from __future__ import annotations
 
 import os
+import sys
+from typing import Any
 
 # The variables the math libraries read when they start (child processes inherit them).
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -38,18 +40,21 @@ def thread_budget(requested: int = 0) -> int:
     return 1 if load >= cores else cores
 
 
-def bound_threads(requested: int = 0, *, background: bool = False) -> int:
+def bound_threads(requested: int = 0, *, background: bool = False, import_torch: bool = True) -> int:
     """Set torch, BLAS and OpenMP to ``thread_budget(requested)`` threads (and the variables children inherit);
-    ``background``: run below normal priority (a trainer beside a robot). Returns the thread count."""
+    ``background``: run below normal priority (a trainer beside a robot); ``import_torch=False``: set torch's threads
+    only if it is loaded already (a robot on remote inference never loads it). Returns the thread count."""
     n = thread_budget(requested)
     for var in THREAD_VARS:
         os.environ[var] = str(n)
-    try:
-        import torch
-
+    torch: Any = sys.modules.get("torch")
+    if torch is None and import_torch:
+        try:
+            import torch
+        except ImportError:  # a robot without torch: only the variables matter
+            torch = None
+    if torch is not None:
         torch.set_num_threads(n)
-    except ImportError:  # a robot without torch: only the variables matter
-        pass
     try:
         from threadpoolctl import threadpool_limits
 

@@ -49,3 +49,18 @@ def test_setup_mistakes_name_the_option_to_fix(config: SessionConfig, option: st
     with pytest.raises(SessionError, match=words) as e, AgentSession(config):
         pass
     assert e.value.option == option
+
+
+def test_a_session_runs_its_policy_on_the_threads_it_is_given(tmp_path: Path) -> None:
+    """One thread by default: the control loop's ticks stay clear of a trainer's threads on the same machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        config = SessionConfig(task="drawer-close", policy="random", episodes=1, store=None, max_steps=2)
+        with AgentSession(config) as session:
+            list(session.run())
+            assert torch.get_num_threads() == 1 == config.threads
+    finally:
+        torch.set_num_threads(before)

@@ -40,3 +40,14 @@ def test_a_trainer_runs_below_the_robots_priority() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     nice, omp = out.stdout.split()
     assert int(nice) >= 10 and omp == "1"
+
+
+def test_a_robot_bounds_a_loaded_torch_but_never_loads_it() -> None:
+    code = (
+        "import sys; from vla.threads import bound_threads; bound_threads(1, import_torch=False); "
+        "print('torch' in sys.modules); import torch; bound_threads(1, import_torch=False); "
+        "print(torch.get_num_threads())"
+    )
+    env = {**os.environ, "FLYWHEEL_CORES": "2"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True, env=env)
+    assert out.stdout.split() == ["False", "1"]
