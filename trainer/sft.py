@@ -152,10 +152,12 @@ def draw_batch(data: Demonstrations, step: int, cfg: SFTConfig) -> tuple[np.ndar
 def sft_loss(policy: VLAPolicy, batch: tuple[np.ndarray, ...], instructions: list[str]) -> tuple[torch.Tensor, float]:
     """Mean token cross-entropy over the chunk steps inside the episode; also the token accuracy."""
     images, states, chunks, mask, instr = batch
-    logits = policy(torch.from_numpy(images), torch.from_numpy(states), [instructions[i] for i in instr])
-    targets = policy.encode_actions(chunks)  # [B,K,A]
+    device = next(policy.parameters()).device  # the CPU, or the GPU the policy was moved to
+    pixels, states_t = torch.from_numpy(images).to(device), torch.from_numpy(states).to(device)
+    logits = policy(pixels, states_t, [instructions[i] for i in instr])
+    targets = policy.encode_actions(chunks).to(device)  # [B,K,A]
     ce = F.cross_entropy(logits.flatten(0, 2), targets.flatten(), reduction="none").view(targets.shape)
-    weights = torch.from_numpy(mask).float().unsqueeze(-1).expand_as(ce)
+    weights = torch.from_numpy(mask).to(device).float().unsqueeze(-1).expand_as(ce)
     loss = (ce * weights).sum() / weights.sum()
     accuracy = float(((logits.argmax(-1) == targets).float() * weights).sum() / weights.sum())
     return loss, accuracy

@@ -79,7 +79,7 @@ def sample_chunk(
     x0 = x
     for i in range(steps):
         t_now, t_next = float(ts[i]), float(ts[i + 1])
-        x0 = net(x, context, actions, torch.full((b,), t_now)).clamp(-1, 1)
+        x0 = net(x, context, actions, torch.full((b,), t_now, device=context.device)).clamp(-1, 1)
         if t_next > 0:
             eps = (x - (1 - t_now) * x0) / t_now
             x = (1 - t_next) * x0 + t_next * eps

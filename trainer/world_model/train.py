@@ -129,13 +129,14 @@ def _train_step(
     ctx, act, tgt = windows.batch(rng, train.batch_size)
     for g in opt.param_groups:
         g["lr"] = _lr_at(step, train)
-    mean_t = torch.tensor(cfg.action_mean or (0.0,) * cfg.action_dim)
-    std_t = torch.tensor(cfg.action_std or (1.0,) * cfg.action_dim)
+    device = next(net.parameters()).device  # the CPU, or the GPU the network was moved to
+    mean_t = torch.tensor(cfg.action_mean or (0.0,) * cfg.action_dim, device=device)
+    std_t = torch.tensor(cfg.action_std or (1.0,) * cfg.action_dim, device=device)
     loss = flow_loss(
         net,
-        frames_to_tensor(ctx),
-        frames_to_tensor(tgt),
-        (torch.from_numpy(act) - mean_t) / std_t,
+        frames_to_tensor(ctx).to(device),
+        frames_to_tensor(tgt).to(device),
+        (torch.from_numpy(act).to(device) - mean_t) / std_t,
         cfg.context_noise,
         gen,
         anchors=sampler_times(cfg.sampling_steps),
