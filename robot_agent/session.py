@@ -64,7 +64,7 @@ class SessionConfig:
     temperature: float = 0.0  # the policy's sampling temperature (0: deterministic, what a robot runs)
     buffer_s: float = 1.0  # recorder buffer: a crash loses at most this much
     # the local policy's threads (torch, BLAS, OpenMP; 0: vla.threads' auto). One keeps the loop's ticks clear of a
-    # trainer on the same machine: beside one, 0 missed ticks of 1440 with one thread, 4 with torch's two
+    # trainer on the same machine: beside one, 0 missed ticks of 2880 with one thread, 6 with torch's two
     # (benchmarks/serving_swap.py --beside trainer_worker_policy, docs/results/contention)
     threads: int = 1
     server: str | None = None  # control plane: follow its rollouts and index episodes there
