@@ -172,7 +172,7 @@ def swaps(args: argparse.Namespace) -> None:
     for label, group in (("during swaps", during), ("without a swap", others)):
         ticks = sum(e[3] for e in group)
         emit("serving_swap", f"missed control ticks at 10 Hz, episodes {label}", sum(e[2] for e in group), "ticks",
-             config, ticks=ticks, episodes=len(group))  # fmt: skip
+             config, ticks=ticks, episodes=len(group), target=0)  # fmt: skip
 
 
 if __name__ == "__main__":
