@@ -20,7 +20,7 @@ fi
 if [ $# -gt 0 ] && [[ "$1" == tests/against_lerobot* ]]; then
   echo "== pytest (lerobot)";  exec .venv-lerobot/bin/python -m pytest -q "$@"
 fi
-echo "== pytest";              python -m pytest -q "$@"
+echo "== pytest";              python -m pytest -q --durations=20 "$@"   # the 20 slowest: where the suite's time goes
 if [ $# -eq 0 ]; then
   echo "== pytest tests/ros (rclpy, .venv-ros)"; .venv-ros/bin/python -m pytest -q tests/ros
   echo "== pytest tests/against_lerobot (lerobot 0.4.4, .venv-lerobot)"
