@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 app = typer.Typer(no_args_is_help=True, help="Run the robot agent: episodes with a policy, recorded.")
-console = Console()
+err = Console(stderr=True)  # errors go to stderr: a script reading the output gets only results
 
 
 class LabelMode(StrEnum):
@@ -24,7 +24,7 @@ class LabelMode(StrEnum):
 
 
 def _fail(message: str) -> NoReturn:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 

@@ -106,3 +106,22 @@ def test_the_store_holds_what_went_on_the_wire(tmp_path: Path) -> None:
     assert np.all(actions <= np.array(limits.position_max) + 1e-6)
     step = np.array(limits.max_velocity) / robot.spec.fps
     assert np.all(np.abs(np.diff(actions, axis=0)) <= step + 1e-5)
+
+
+def test_no_driver_answering_is_one_line_that_names_what_it_waited_for(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.robot_agent.hardware.conftest import _DOMAINS
+
+    domain = next(_DOMAINS)  # nothing answers there
+    cmd = [sys.executable, "-m", "flywheel.cli", "robot", "run", "--robot", "dds", "--policy", "random",
+           "--connect-timeout", "1", "--episodes", "1", "--store", str(tmp_path / "store")]  # fmt: skip
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "COLUMNS": "400"}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 1, out
+    assert "Traceback" not in out.stderr + out.stdout
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "no messages on /joint_states within 1 s" in lines[0], out.stderr
+    assert f"domain {domain}" in lines[0] and "driver" in lines[0]
