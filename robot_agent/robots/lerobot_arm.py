@@ -16,8 +16,9 @@ Safety: every target passes ``HardwareSafety`` (joint names = action keys withou
 so a stalled agent leaves the arm holding (the driver-side timeout of a ros2_control arm comes for
 free here); ``disconnect`` drives home first when the limits say so.
 
-lerobot >= 0.5 needs Python >= 3.12 and is not installed by the project's test command: without it,
-``MissingDependency`` carries the install line.
+lerobot >= 0.5 needs Python >= 3.12; on Python 3.11 lerobot 0.4.4 runs in a venv of its own
+(``scripts/setup_lerobot.sh``), where the test command checks this backend against lerobot's real SO-101 follower
+(``tests/against_lerobot``). Without lerobot, ``MissingDependency`` carries the install line.
 """
 
 from __future__ import annotations

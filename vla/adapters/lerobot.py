@@ -13,8 +13,9 @@ postprocessor, float32 ``[K, A]``. LeRobot's action heads are continuous (regres
 flow matching), so there are no action tokens and no ``sample``/``log_prob``: this adapter is a
 ``Policy`` the robot can run, not a ``TrainablePolicy`` GRPO can train.
 
-lerobot >= 0.5 needs Python >= 3.12, so it is an optional extra that the test machine
-does not have: without it, ``MissingDependency`` says ``pip install 'vla-flywheel[lerobot]'``.
+lerobot >= 0.5 needs Python >= 3.12, so it is an optional extra; on Python 3.11 lerobot 0.4.4 runs in a venv of
+its own (``scripts/setup_lerobot.sh``), where the test command runs a lerobot policy through this adapter on our robot
+(``tests/against_lerobot``). Without lerobot, ``MissingDependency`` gives the install line.
 """
 
 from __future__ import annotations
