@@ -191,7 +191,7 @@ def breakdown(
     policy_preset: str = "small",
     world_preset: str = "small",
     sim_task: str | None = "drawer-close",
-    sim_steps: int = 200,
+    sim_seconds: float = 3.0,
 ) -> dict[str, float]:
     """Seconds of one imagined GRPO iteration by part (``PARTS``, ``other``: the loop's own work, ``update``),
     imagined frames per second, and the simulator's step + render frames per second (``sim_task`` None: skipped)."""
@@ -226,22 +226,10 @@ def breakdown(
     out = {**seconds, "other": draw_s - sum(seconds.values()), "update": time.perf_counter() - t0, "draw": draw_s}
     out["imagined_frames_per_s"] = point.batch * point.group_size * point.horizon / draw_s
     if sim_task is not None:
-        out["sim_frames_per_s"] = sim_frames_per_s(sim_task, (h, w), sim_steps)
+        from trainer.bench.world_model import sim_rate  # `bench world-model`'s own measure of the simulator
+
+        out["sim_frames_per_s"] = sim_rate(sim_task, (h, w), sim_seconds)[0]
     return out
-
-
-def sim_frames_per_s(task: str, size: tuple[int, int], steps: int) -> float:
-    """The simulated arm's step (physics) + render rate at ``size``, random actions, one process."""
-    from sim.env import MetaWorldArm
-
-    rng = np.random.default_rng(0)
-    with MetaWorldArm(task, image_size=size, max_steps=steps + 1) as arm:
-        arm.reset(seed=0)
-        low, high = np.asarray(arm.spec.action_low), np.asarray(arm.spec.action_high)
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            arm.step(rng.uniform(low, high).astype(np.float32))
-        return steps / (time.perf_counter() - t0)
 
 
 def stage_times(results: Path) -> list[dict[str, Any]]:

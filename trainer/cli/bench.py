@@ -190,7 +190,7 @@ def rl_cost(
     rows = scaling(QUICK_GRID if quick else GRID, preset, preset, emit)
     console.print(markdown(rows))
     point = QUICK_GRID[0] if quick else DEFAULT_POINT
-    split = breakdown(point, preset, preset, sim_steps=20 if quick else 200)
+    split = breakdown(point, preset, preset, sim_seconds=0.5 if quick else 3.0)
     where = {"policy_preset": preset, "world_model_preset": preset, **asdict(point)}
     iteration = split["draw"] + split["update"]
     for part in (*PARTS, "other", "update"):
