@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from robot_agent.loop import EpisodeInterrupted, EpisodeResult, Subscriber
-from vla.threads import bound_threads
+from vla.threads import threads_bounded
 
 Label = Literal["auto", "ask", "sim", "none"]
 
@@ -160,7 +160,8 @@ class AgentSession:
         if cfg.server:
             self.syncer = self._make_syncer()
         policy, version = self._first_policy()
-        bound_threads(cfg.threads, import_torch=False)  # torch is loaded by now where a local policy runs
+        # torch is loaded by now where a local policy runs; restored when the session closes
+        self._stack.enter_context(threads_bounded(cfg.threads, import_torch=False))
         from robot_agent.slot import PolicySlot
 
         self.slot = PolicySlot(policy, version)

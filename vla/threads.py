@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 # The variables the math libraries read when they start (child processes inherit them).
@@ -64,6 +66,24 @@ def bound_threads(requested: int = 0, *, background: bool = False, import_torch:
     if background:
         lower_priority()
     return n
+
+
+@contextmanager
+def threads_bounded(requested: int = 0, *, import_torch: bool = True) -> Iterator[int]:
+    """``bound_threads`` for the length of a block, then the threads and variables as they were (a robot session in
+    a process that trains afterwards, as the demo does, must not leave it on one thread)."""
+    saved = {var: os.environ.get(var) for var in THREAD_VARS}
+    torch_before = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
+    try:
+        yield bound_threads(requested, import_torch=import_torch)
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+        if torch_before is not None:
+            sys.modules["torch"].set_num_threads(torch_before)
 
 
 def lower_priority(nice: int = BACKGROUND_NICE) -> int:

@@ -62,5 +62,6 @@ def test_a_session_runs_its_policy_on_the_threads_it_is_given(tmp_path: Path) ->
         with AgentSession(config) as session:
             list(session.run())
             assert torch.get_num_threads() == 1 == config.threads
+        assert torch.get_num_threads() == 2  # as it was: a process that trains afterwards (the demo) keeps its own
     finally:
         torch.set_num_threads(before)

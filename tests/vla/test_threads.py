@@ -51,3 +51,13 @@ def test_a_robot_bounds_a_loaded_torch_but_never_loads_it() -> None:
     env = {**os.environ, "FLYWHEEL_CORES": "2"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True, env=env)
     assert out.stdout.split() == ["False", "1"]
+
+
+def test_threads_are_bounded_for_a_block_and_restored_after(restore_threads: object) -> None:
+    from vla.threads import threads_bounded
+
+    torch.set_num_threads(2)
+    os.environ.pop("OMP_NUM_THREADS", None)
+    with threads_bounded(1) as n:
+        assert n == 1 and torch.get_num_threads() == 1 and os.environ["OMP_NUM_THREADS"] == "1"
+    assert torch.get_num_threads() == 2 and "OMP_NUM_THREADS" not in os.environ
