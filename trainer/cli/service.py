@@ -165,15 +165,43 @@ def _where(settings: Any) -> str:
 
 
 def _follow(run_id: str, every_s: float = 0.5) -> dict[str, Any]:
+    """Until the run ends: a live view on a terminal; elsewhere (a log file, systemd, CI) one ``progress_line`` per
+    ``FLYWHEEL_PROGRESS_INTERVAL`` seconds and at each change of stage."""
+    from data_store.progress import interval_s
     from trainer.service.progress import run_status
 
     record = run_status(run_id)
+    if not console.is_terminal:
+        said, at = "", 0.0
+        while record["state"] not in FINAL:
+            line = progress_line(record)
+            stage_changed = line.split(" · ")[:2] != said.split(" · ")[:2]
+            if stage_changed or time.monotonic() - at >= interval_s():
+                console.print(line, soft_wrap=True, highlight=False, markup=False)
+                said, at = line, time.monotonic()
+            time.sleep(every_s)
+            record = run_status(run_id)
+        return record
     with Live(status_view(record), console=console, refresh_per_second=4, transient=True) as live:
         while record["state"] not in FINAL:
             time.sleep(every_s)
             record = run_status(run_id)
             live.update(status_view(record))
     return record
+
+
+def progress_line(record: dict[str, Any]) -> str:
+    """One line for a log: the run, its state, the stage at work with its step/total and metrics."""
+    parts = [f"run {record['run_id']} {record['state']}"]
+    working = [p for p in record.get("progress", []) if p["state"] == "running"]
+    done = sum(p["state"] == "done" for p in record.get("progress", []))
+    parts.append(f"{done}/{len(record.get('progress', []))} stages done")
+    for p in working:
+        total, step = p.get("total"), p.get("step") or 0
+        where = f"{p['stage']} {step}/{total or '?'}" + (f" ({step / total:.0%})" if total else "")
+        shown = {k: v for k, v in (p.get("metrics") or {}).items() if not any(w in k for w in _DETAIL)}
+        parts.append(where + "".join(f" {k}={v:.4g}" for k, v in sorted(shown.items())))
+    return " · ".join(parts)
 
 
 _DETAIL = ("ci95", "sampling", "p_worse", "p_better", "_n")  # in the run record, not in the one-line view
