@@ -166,11 +166,17 @@ def raw_disk(path: Path, steps: list[Observation], n: int) -> float:
 CODECS = {  # name -> (blosc compressor, level, shuffle for RGB, shuffle for depth); None: stored raw
     "none": None,
     "blosc_lz4_1": ("lz4", 1, "noshuffle", "shuffle"),
-    "blosc_zstd_1": ("zstd", 1, "noshuffle", "shuffle"),  # data_store.episodes: what the recorder writes
+    "blosc_zstd_1": ("zstd", 1, "noshuffle", "shuffle"),
     "blosc_zstd_3": ("zstd", 3, "noshuffle", "shuffle"),
     "blosc_lz4hc_5": ("lz4hc", 5, "noshuffle", "shuffle"),
 }
-IN_USE = "blosc_zstd_1"
+
+
+def in_use() -> tuple[str, int, str, str]:
+    """What the recorder writes (``data_store.episodes``' codecs), in ``CODECS``' terms."""
+    from data_store.episodes import _DEPTH_CODEC, _IMAGE_CODEC
+
+    return (_IMAGE_CODEC.cname.value, _IMAGE_CODEC.clevel, _IMAGE_CODEC.shuffle.value, _DEPTH_CODEC.shuffle.value)
 
 
 def codec_costs(steps: list[Observation], repeats: int = 3) -> dict[str, tuple[float, float]]:
@@ -244,7 +250,7 @@ def run(cfg: RecorderBenchConfig, root: Path) -> list[dict[str, Any]]:
         shutil.rmtree(store.root / writer.episode_id)
 
     for name, (seconds, ratio) in codec_costs(steps).items():
-        extra = {"in_use": name == IN_USE, "compressed_ratio": round(ratio, 3)}
+        extra = {"in_use": CODECS[name] == in_use(), "compressed_ratio": round(ratio, 3)}
         emit(f"codec_{name}", "compress_per_step", seconds * 1000, "ms", period_ms=round(1000 / cfg.fps, 2), **extra)
         if seconds > 0:
             emit(f"codec_{name}", "steps_per_s_one_core", 1 / seconds, "steps/s", required=cfg.fps, **extra)
