@@ -319,6 +319,8 @@ def _report(
         "promoted": candidate is not None,
         "outcome_reason": run.get("outcome_reason"),
         "figures": list((evaluation.get("info") or {}).get("figures") or []),
+        # before GRPO: the base's imagined groups replayed action for action on the arm (trainer/agreement.py)
+        "agreement": (((run.get("results") or {}).get("grpo") or {}).get("info") or {}).get("agreement"),
         "robot": robot,
         "cycle_metrics": metrics,
         "versions_after_rollout": swapped,
@@ -387,6 +389,9 @@ def _markdown(report: dict[str, Any], path: Path) -> None:
     lines += ["", f"{verdict}: {report.get('outcome_reason')}", "", "All figures, including the sampling temperature:",
               ""]  # fmt: skip
     lines += [f"- {f}" for f in report["figures"]]
+    if report.get("agreement"):
+        lines += ["", "Imagination checked against the arm before GRPO (the base's imagined groups, their actions "
+                  f"replayed on the simulated arm): {report['agreement']}"]  # fmt: skip
     lines += ["", "## On the robot (episodes recorded by the robot agent, per version)", "",
               "| policy | version | temperature | success | 95% interval |", "|---|---|---|---|---|"]  # fmt: skip
     for label, r in report["robot"].items():

@@ -5,8 +5,9 @@
     rm        = fit_reward_model_step(recipe, episodes, wm, out / "rm")   # WMPO §3.3, also on wm's replays
     split     = judge_split(ids, recipe)                                 # first frames held out of GRPO
     imag      = imagination_for(store, task, wm, rm, recipe, horizon, camera, split.train)
-    history   = improve(policy, imag, recipe)                            # imagined GRPO (WMPO, + KIR), in place
     starts    = held_out_starts(store, task, split, horizon, wm, camera)
+    trust     = check_imagination(parent, imag, starts, store, arm, recipe, horizon)  # action-replay agreement
+    history   = improve(policy, imag, recipe)                            # imagined GRPO (WMPO, + KIR), in place
     verdict   = judge(policy, parent, imag, starts, recipe, sim=SimJudge(task, scenes))  # at the deployment T
     verdict.promote, verdict.reason                                      # register as `candidate`, or not
 
@@ -18,6 +19,9 @@ variants and seeds). All take their settings from one :class:`trainer.recipe.Rec
 The judge: a candidate is promoted only when it does not lose to its parent on what the cycle can measure, both
 policies at the deployment temperature (what the robot runs):
 
+0. before GRPO, where a simulator stands in for the arm: the parent's imagined groups from held-out first frames,
+   their actions replayed on the arm (``trainer/agreement.py``), are recorded; below ``min_agreement`` outcome
+   agreement the cycle makes no update and says why (``imagination_trusted``);
 1. GRPO made at least one update (otherwise the candidate *is* the parent);
 2. imagined success from held-out first frames (starts GRPO never trained on; the same world-model noise for
    both policies, so the comparison is paired per start): the one-sided sign-flip test must not find the
@@ -39,6 +43,8 @@ import numpy as np
 import torch
 
 from data_store.stats import Rate, mcnemar, sign_flip, wilson
+from trainer.agreement import Agreement
+from trainer.agreement import measure as measure_agreement
 from trainer.coevolution import Imagination, WMPOConfig, build_imagination, context_len, wmpo
 from trainer.imagine import ImagineConfig, StartState, first_frame_starts, imagine_rollouts
 from trainer.protocols import RewardModel, WorldModel
@@ -251,6 +257,39 @@ def improve(
     torch.manual_seed(recipe.seed * 100_003 + first_iteration)
     imagination.sampler.reseed(recipe.seed * 100_003 + first_iteration)  # whatever drew from it before
     return wmpo(policy, imagination, wmpo_config(recipe), on_iteration, iterations=iterations, on_draw=on_draw)
+
+
+def check_imagination(
+    policy: TrainablePolicy,
+    imagination: Imagination,
+    starts: Sequence[StartState],
+    store: Any,
+    arm: Any,
+    recipe: Recipe,
+    horizon: int,
+) -> Agreement | None:
+    """Action-replay agreement of ``policy`` (the parent, before GRPO) in GRPO's own groups (its group size and
+    sampling temperature) from the first ``recipe.agreement_starts`` of the held-out ``starts``, replayed on
+    ``arm`` (a ``sim.env.MetaWorldArm`` of the task): ``trainer.agreement.measure``. None when nothing could be
+    replayed (no start recorded its scene) or the recipe measures none."""
+    if recipe.agreement_starts <= 0 or not starts:
+        return None
+    picked = list(starts)[: recipe.agreement_starts]
+    g, t = recipe.grpo.group_size, recipe.grpo.temperature
+    return measure_agreement(policy, imagination, picked, store, arm, t, g, horizon, seed=recipe.seed)
+
+
+def imagination_trusted(agreement: Agreement | None, recipe: Recipe) -> tuple[bool, str]:
+    """May GRPO run on this imagination? (Pure.) Yes when not measured or at least ``min_agreement``."""
+    if agreement is None or recipe.min_agreement <= 0:
+        return True, ""
+    got = agreement.figures["outcome_agreement"]
+    if got >= recipe.min_agreement:
+        return True, ""
+    return False, (
+        f"imagination is not trusted: imagined outcomes agreed with the arm's on {got:.0%} of the replayed "
+        f"trajectories, below min_agreement {recipe.min_agreement:.0%} ({agreement.line()}); no RL update was made"
+    )
 
 
 def weights_differ(a: Any, b: Any) -> bool:

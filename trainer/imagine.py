@@ -75,6 +75,9 @@ class ImaginedBatch:
     frames: np.ndarray  # uint8 [N, T, H, W, 3], the imagined frames (context excluded)
     finish_step: np.ndarray  # int64 [N]: frame index of the first success, -1 if none
     starts: list[StartState] = field(default_factory=list)  # [N]
+    # float32 [N, T, A]: the actions the world model was given (after the safety filter), action t led to frame t;
+    # what ``trainer.agreement`` replays on the arm
+    actions: np.ndarray | None = None
 
 
 def first_frame_start(
@@ -287,6 +290,7 @@ def imagine_rollouts(
     success = np.zeros(n, dtype=bool)
     finish_step = np.full(n, -1, dtype=np.int64)
     imagined: list[np.ndarray] = []
+    sent: list[np.ndarray] = []  # the actions each chunk gave the world model
 
     filters = _safety_filters(policy, safety, n)
     deployed = np.arange(n) % g < cfg.deploy_members  # [N]: rows acting as the robot does
@@ -303,6 +307,7 @@ def imagine_rollouts(
         old_logprob[:, c] = logprob.detach().float()
         mask[:, c] = torch.as_tensor(active)
         imagined.append(frames)
+        sent.append(actions)
 
         newly, at_step = _successes(reward_model, frames, active, c * k, steps_left)
         success |= newly
@@ -328,6 +333,7 @@ def imagine_rollouts(
         frames=np.concatenate(imagined, axis=1),
         finish_step=finish_step,
         starts=rows,
+        actions=np.concatenate(sent, axis=1).astype(np.float32),
     )
 
 

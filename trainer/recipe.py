@@ -72,6 +72,11 @@ class Recipe:
     judge_share: float = 0.25  # share of the snapshot's first frames held out of GRPO, imagined to judge
     judge_group: int = 4  # imagined rollouts per held-out start and policy
     judge_alpha: float = 0.05  # level of the one-sided paired tests that can refuse a candidate
+    # before GRPO, where a simulator task is configured: the parent's imagined groups from this many held-out first
+    # frames replayed action for action on the simulated arm (trainer/agreement.py; 0: not measured). With
+    # ``min_agreement`` > 0, a cycle whose outcome agreement falls below it makes no RL update and says so.
+    agreement_starts: int = 8
+    min_agreement: float = 0.0
     # the robot's safety filter (robot_agent.safety.PRESETS; "sim": the simulated arm's, what its robot agent runs):
     # imagination and simulated evaluation filter every action as the robot's loop does, whose max-delta limit
     # changes what the arm does. A physical arm's cycle config names its robot's preset; None: no filter.
@@ -85,6 +90,11 @@ class Recipe:
             raise ValueError(f"kir_share must be in [0, 1], got {self.kir_share}")
         if not 0.0 < self.judge_share < 1.0:
             raise ValueError(f"judge_share must be in (0, 1), got {self.judge_share}")
+        if self.agreement_starts < 0 or not 0.0 <= self.min_agreement <= 1.0:
+            raise ValueError(
+                f"agreement_starts must be >= 0 and min_agreement in [0, 1], got {self.agreement_starts}, "
+                f"{self.min_agreement}"
+            )
         if self.iterations < 1 or self.judge_group < 1:
             raise ValueError("iterations and judge_group must be >= 1")
         if not 0 <= self.deploy_members < self.grpo.group_size:
@@ -139,6 +149,7 @@ RECIPES: dict[str, Recipe] = {
         iterations=1,
         horizon=16,
         judge_group=2,
+        agreement_starts=2,
     ),
 }
 

@@ -30,6 +30,9 @@ def test_quick_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     for stage in ("world_model.loss", "reward_model.threshold", "evaluate.imagined_success", "evaluate.sim_success"):
         assert stage in report["cycle_metrics"], sorted(report["cycle_metrics"])
     assert report["cycle_metrics"]["grpo.draws"] >= 1  # GRPO's progress inside its iterations: each imagined batch
+    # before GRPO, the base's imagined groups were replayed action for action on the arm (trainer/agreement.py)
+    assert 0.0 <= report["cycle_metrics"]["grpo.agreement_outcome_agreement"] <= 1.0
+    assert "action-replay agreement" in report["agreement"]
     assert report["deploy_temperature"] == 0.0 and report["sampling_temperature"] > 0
     for where in ("sim", "imagined"):
         judged = report["judged"][where]

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from data_store.stats import wilson
-from trainer.cycle import Comparison, Verdict, compare_sim, decide, judge_split
+from trainer.agreement import Agreement
+from trainer.cycle import Comparison, Verdict, compare_sim, decide, imagination_trusted, judge_split
 from trainer.recipe import recipe
 
 
@@ -60,6 +61,19 @@ def test_without_a_simulator_imagination_decides() -> None:
     assert decide(True, [comparison("imagined", 25, 25)], 0.05)[0]  # does not lose: a tie is allowed
     assert not decide(True, [comparison("imagined", 24, 25, p_worse=0.4)], 0.05)[0]
     assert not decide(True, [], 0.05)[0]
+
+
+def test_rl_stops_on_an_imagination_that_disagrees_with_the_arm_only_when_asked() -> None:
+    figs = {"outcome_agreement": 0.6, "trajectories": 64.0, "imagined_success": 0.5, "replayed_success": 0.2,
+            "advantage_sign_agreement": 0.5, "advantage_sign_agreement_separated": 0.4}  # fmt: skip
+    low = Agreement(figs, {}, 0)
+    assert imagination_trusted(low, recipe("default")) == (True, "")  # min_agreement 0: measured, reported only
+    assert imagination_trusted(None, recipe("default", min_agreement=0.9)) == (True, "")  # nothing to replay
+    ok, why = imagination_trusted(low, recipe("default", min_agreement=0.9))
+    assert not ok and "60%" in why and "no RL update" in why
+    assert imagination_trusted(Agreement({**figs, "outcome_agreement": 0.95}, {}, 0), recipe(min_agreement=0.9))[0]
+    with pytest.raises(ValueError, match="min_agreement"):
+        recipe("default", min_agreement=1.5)
 
 
 def test_verdict_metrics_are_named_for_the_run_record() -> None:

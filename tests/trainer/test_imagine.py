@@ -61,6 +61,7 @@ def test_shapes_masks_and_groups(models: tuple[object, object, object]) -> None:
     assert r.token_ids.shape == (n, c, 8, 4) and r.token_ids.dtype == torch.long
     assert r.old_logprob.shape == (n, c) and r.mask.shape == (n, c)
     assert batch.frames.shape == (n, c * 8, 64, 64, 3) and batch.frames.dtype == np.uint8
+    assert batch.actions is not None and batch.actions.shape == (n, c * 8, 4)  # what the world model was given
     assert len(r.observations) == n and all(len(o) == c for o in r.observations)
     # group members are consecutive and share their start
     assert [s.steps_left for s in batch.starts] == [32, 32, 32, 12, 12, 12]

@@ -297,11 +297,25 @@ def bench_world_model(
     seconds: float = typer.Option(5.0, min=0.5, help="Seconds per measurement (roughly)."),
     train_steps: int = typer.Option(5, min=1, help="Training steps to time."),
     threads: int = typer.Option(0, min=0, help=THREADS_HELP),
+    store: Path | None = typer.Option(
+        None, help="Measure action-replay agreement instead: an episode store of simulated --task episodes."
+    ),
+    policy: Path | None = typer.Option(None, help="With --store: the policy whose imagined groups are replayed."),
+    reward_model: Path | None = typer.Option(None, help="With --store: the cycle's reward model (with --model)."),
+    starts: int = typer.Option(16, min=1, help="With --store: starts of each kind (first frames, keyframes)."),
+    group: int = typer.Option(0, min=0, help="With --store: rollouts per start (0: the recipe's GRPO group)."),
+    temperature: float = typer.Option(-1.0, help="With --store: sampling temperature (< 0: the recipe's)."),
 ) -> None:
     """Imagined frames/s (batched, 64×64) next to the simulator's step+render rate, training steps/s and peak memory,
-    as JSON lines."""
+    as JSON lines. With --store, --policy, --model and --reward-model: action-replay agreement instead (imagined
+    groups from held-out first frames and keyframe starts, each trajectory's actions replayed on the simulated arm:
+    outcome, advantage-sign and reward-model agreement, by step)."""
     from trainer.bench.world_model import BenchConfig, run_bench
 
+    if store is not None:
+        bound_threads(threads)
+        _bench_agreement(store, policy, model, reward_model, task, starts, group, temperature)
+        return
     try:
         steps = tuple(int(s) for s in sampling_steps.split(",") if s.strip())
     except ValueError:
@@ -324,6 +338,37 @@ def bench_world_model(
         run_bench(cfg, echo=lambda line: print(line, flush=True))
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
+
+
+def _bench_agreement(
+    store: Path,
+    policy: Path | None,
+    model: Path | None,
+    reward_model: Path | None,
+    task: str,
+    starts: int,
+    group: int,
+    temperature: float,
+) -> None:
+    from trainer.bench.agreement import AgreementConfig, run_agreement
+
+    for path, hint in ((policy, "--policy"), (model, "--model"), (reward_model, "--reward-model")):
+        if path is None or not path.is_dir():
+            raise typer.BadParameter(f"--store needs {hint}: a folder, got {path}", param_hint=hint)
+    if not store.is_dir():
+        raise typer.BadParameter(f"no episode store at {store}", param_hint="--store")
+    cfg = AgreementConfig(
+        store=str(store), policy=str(policy), world_model=str(model), reward_model=str(reward_model), task=task,
+        starts=starts, group=group or None, temperature=None if temperature < 0 else temperature,
+    )  # fmt: skip
+    try:
+        found = run_agreement(cfg, emit)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    if not found:
+        _fail(f"no episode of {task!r} in {store} recorded its scene seed: nothing can be replayed on the arm")
+    for kind, a in found.items():  # stdout stays JSON lines
+        Console(stderr=True).print(f"{kind}: {a.line()}", highlight=False)
 
 
 def register(train: typer.Typer, bench: typer.Typer) -> None:

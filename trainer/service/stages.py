@@ -217,7 +217,7 @@ class ImaginedGRPOStage:
 
     def run(self, ctx: StageContext) -> StageOutput:
         improve = require("trainer.cycle", "improve", "imagined GRPO")
-        from trainer.cycle import cycle_horizon, imagination_for, judge_split, weights_differ
+        from trainer.cycle import cycle_horizon, imagination_for, imagination_trusted, judge_split, weights_differ
         from vla.artifact import load_artifact, read_manifest, save_artifact
 
         opts = bookkeeping(ctx, self.name, ("camera", "checkpoint_every"))
@@ -258,18 +258,49 @@ class ImaginedGRPOStage:
             shown = {k: v for k, v in last.items() if k in _GRPO_SHOWN}
             ctx.report(done + it, iterations, **shown, draws=drawn, draw_success=figures["imagined_success"])
 
-        improve(
-            policy, imagination, recipe, on_iteration, iterations=iterations - done, first_iteration=done,
-            on_draw=on_draw,
-        )  # fmt: skip
+        agreement = replay_check(ctx, recipe, parent_policy, imagination, store, task, split, horizon, opts)
+        trusted, why = imagination_trusted(agreement, recipe)
+        if trusted:
+            improve(
+                policy, imagination, recipe, on_iteration, iterations=iterations - done, first_iteration=done,
+                on_draw=on_draw,
+            )  # fmt: skip
         out = ctx.out_dir / "policy"
         metrics = {k: v for k, v in last.items() if k in _GRPO_SHOWN}
         metrics.update(updates=float(updates), draws=float(drawn), moved=float(weights_differ(policy, parent_policy)))
+        metrics.update(agreement.metrics() if agreement is not None else {})
+        info = {"agreement": agreement.line()} if agreement is not None else {}
+        if not trusted:
+            info["stopped"] = why
         save_artifact(
             policy, out, parent_version=parent, training_run=training_run_tag(ctx.key),
             dataset_snapshot=ctx.snapshot.digest, metrics={f"grpo_{k}": v for k, v in metrics.items()}, overwrite=True,
         )  # fmt: skip
-        return StageOutput(artifacts={"policy": ctx.relative(out)}, metrics=metrics)
+        return StageOutput(artifacts={"policy": ctx.relative(out)}, metrics=metrics, info=info)
+
+
+def replay_check(
+    ctx: StageContext,
+    recipe: Any,
+    parent: Any,
+    imagination: Any,
+    store: Any,
+    task: str,
+    split: Any,
+    horizon: int,
+    opts: dict[str, Any],
+) -> Any:
+    """``trainer.cycle.check_imagination`` on the cycle's simulated arm (``CycleConfig.sim_task``); None without
+    one (a physical arm's episodes cannot be replayed)."""
+    if not ctx.config.sim_task or recipe.agreement_starts <= 0:
+        return None
+    from trainer.cycle import check_imagination, held_out_starts
+    from trainer.sim_grpo import ArmPool
+
+    starts = held_out_starts(store, task, split, horizon, imagination.world_model, opts.get("camera"))
+    with ArmPool() as pool:
+        arm = pool.get(ctx.config.sim_task, 1)[0]
+        return check_imagination(parent, imagination, starts, store, arm, recipe, horizon)
 
 
 _GRPO_SHOWN = ("imagined_success", "filtered_frac", "clip_frac", "loss", "batch_success")
@@ -332,7 +363,9 @@ class EvaluateStage:
         updated = bool(ctx.inputs["grpo"].metrics.get("moved", 1.0))
         verdict = judge(candidate, parent, imagination, starts, recipe, sim, updated=updated, progress=progress)
         ctx.report(total, total)
-        info = {"promote": verdict.promote, "reason": verdict.reason, "figures": lines}
+        stopped = ctx.inputs["grpo"].info.get("stopped")  # GRPO did not run: imagination was not trusted
+        reason = str(stopped) if stopped and not verdict.promote else verdict.reason
+        info = {"promote": verdict.promote, "reason": reason, "figures": lines}
         return StageOutput(metrics=verdict.metrics(), info=info)
 
 
