@@ -12,7 +12,9 @@ to the start first (MuJoCo is deterministic: a test checks that a replay reprodu
   and per start kind (first frames, keyframe starts);
 - **advantage-sign agreement**: over the pairs of members within a group, does ``sign(r_i - r_j)`` agree? Over
   all pairs (ties included), and over the pairs that the arm separates (the real signal GRPO should follow);
-- **the reward model on imagined frames** against the arm's per-step success flag: precision, recall, F1.
+- **the reward model on imagined frames** against the arm's per-step success flag: precision, recall, F1;
+- **frame error by step**: the imagined frame against the arm's on the same actions (mean absolute pixel error),
+  beside the error of a frame that never changes (the start's): where imagination has lost the scene.
 
 Only episodes whose scene can be rebuilt are replayable (a simulated arm that recorded its scene seed); a physical
 arm's store holds none, and :func:`measure` returns None instead of a figure. The comparison is of one action
@@ -66,12 +68,19 @@ def replay_targets(store: Any, starts: Sequence[StartState]) -> list[ReplayTarge
     return out
 
 
-def replay_on_arm(arm: Any, targets: Sequence[ReplayTarget], actions: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The arm's success flag after each replayed action, bool [N, T] (False past row i's ``lengths[i]``).
+def replay_on_arm(
+    arm: Any, targets: Sequence[ReplayTarget], actions: np.ndarray, lengths: np.ndarray, look_at: Sequence[int] = ()
+) -> tuple[np.ndarray, np.ndarray]:
+    """The arm's success flag after each replayed action, bool [N, T] (False past row i's ``lengths[i]``), and its
+    camera frame after action t for each t in ``look_at``, uint8 [N, len(look_at), H, W, 3] (zeros past a row's
+    length; only these ticks are rendered).
 
-    ``arm``: a ``sim.env.MetaWorldArm`` of the task (physics only: nothing is rendered but each reset's frame)."""
+    ``arm``: a ``sim.env.MetaWorldArm`` of the task."""
     n, t_max = actions.shape[:2]
     flags = np.zeros((n, t_max), dtype=bool)
+    h, w = arm.image_size
+    seen = np.zeros((n, len(look_at), h, w, 3), dtype=np.uint8)
+    where = {int(t): j for j, t in enumerate(look_at)}
     for i, target in enumerate(targets):
         arm.reset(target.scene)
         for a in target.prefix:
@@ -79,7 +88,34 @@ def replay_on_arm(arm: Any, targets: Sequence[ReplayTarget], actions: np.ndarray
         for t in range(int(lengths[i])):
             arm.advance(actions[i, t])
             flags[i, t] = arm.success()
-    return flags
+            if t in where:
+                seen[i, where[t]] = arm.observe().images[arm.camera]
+    return flags, seen
+
+
+def frame_errors(
+    imagined: np.ndarray, seen: np.ndarray, first: np.ndarray, look_at: Sequence[int], lengths: np.ndarray
+) -> dict[str, float]:
+    """Mean absolute pixel error (0–255) between the imagined frame after action t and the arm's, beside the error
+    of simply keeping the start frame (``first``, uint8 [N, H, W, 3]: a world model that predicts no change), per t
+    in ``look_at`` over the rows that reached it. Where the first exceeds the second, imagination has lost the
+    scene."""
+    out: dict[str, float] = {}
+    for j, t in enumerate(look_at):
+        rows = np.asarray(lengths) > t
+        if not rows.any():
+            continue
+        real = seen[rows, j].astype(np.float32)
+        out[f"frame_error_by_step_{t + 1}"] = float(np.abs(imagined[rows, t].astype(np.float32) - real).mean())
+        out[f"frame_error_unchanged_by_step_{t + 1}"] = float(np.abs(first[rows].astype(np.float32) - real).mean())
+    return out
+
+
+def unit_of(figure: str) -> str:
+    """The unit of one of :func:`figures`' or :func:`reward_figures`' names."""
+    if figure.startswith("frame_error"):
+        return "pixel (0-255)"
+    return "count" if figure in ("trajectories", "separated_pairs", "reward_positives") else "fraction"
 
 
 def first_true(flags: np.ndarray) -> np.ndarray:
@@ -213,9 +249,12 @@ def measure(
     rows = [targets[i] for i in keep for _ in range(group)]  # group members are consecutive
     steps_left = np.array([s.steps_left for s in batch.starts], dtype=np.int64)
     lengths = np.minimum(steps_left, batch.actions.shape[1])
-    flags = replay_on_arm(arm, [r for r in rows if r is not None], batch.actions, lengths)
+    look_at = sorted({min(batch.actions.shape[1], max(1, round(share * horizon))) - 1 for share in DEPTHS})
+    flags, seen = replay_on_arm(arm, [r for r in rows if r is not None], batch.actions, lengths, look_at)
     real_step = first_true(flags)
     figs = figures(batch.finish_step, real_step, steps_left, group, horizon)
+    first = np.stack([s.context_frames[-1] for s in batch.starts])
+    figs.update(frame_errors(batch.frames, seen, first, look_at, lengths))
     rm = imagination.reward_model
     figs.update(reward_figures(rm.score(batch.frames), float(rm.threshold), flags, lengths))
     kind = np.array(["first_frame" if s.start_step == 0 else "keyframe" for s in kept_starts])

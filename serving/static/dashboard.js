@@ -102,7 +102,8 @@ function renderRuns(runs) {
     const bar = el("span", { class: "bar" }, el("span", { style: `width:${Math.round(100 * r.progress)}%` }));
     return el("tr", {}, el("td", {}, r.id), el("td", {}, r.status), el("td", {}, r.stage || "—"),
       el("td", {}, bar, ` ${Math.round(100 * r.progress)}%`), el("td", {}, ago(r.requested_at)),
-      el("td", {}, r.requested_by), el("td", { class: "muted" }, r.result && r.result.outcome ? `${r.result.outcome}: ${r.result.outcome_reason || ""}` : r.reason || ""));
+      el("td", {}, r.requested_by), el("td", { class: "muted" }, r.result && r.result.outcome ? `${r.result.outcome}: ${r.result.outcome_reason || ""}` : r.reason || "",
+        r.result && r.result.agreement ? el("div", { class: "agreement" }, `imagination vs the arm: ${r.result.agreement}`) : ""));
   }));
 }
 

@@ -68,8 +68,9 @@ def fleet_server(
         data_dir=srv.data_dir, registry_url=f"sqlite:///{srv.data_dir / 'registry' / 'registry.db'}"
     )
     create_run(trainer, "20261201-000000-c0ffee", {"task": "drawer-close"}, ["world_model"], "cli")
+    agreement = "action-replay agreement over 64 imagined trajectories: outcome 0.81"  # the GRPO stage's check
     update_run(trainer, "20261201-000000-c0ffee", state="succeeded", outcome="no improvement",
-               outcome_reason="GRPO made no update")  # fmt: skip
+               outcome_reason="GRPO made no update", results={"grpo": {"info": {"agreement": agreement}}})  # fmt: skip
     yield srv, v1, v2
     srv.stop()
 
@@ -114,6 +115,7 @@ def test_dashboard_shows_the_fleet_and_rolls_back_on_click(
             assert "running 2/2" in page.inner_text("#rollouts tbody")  # each robot's part in the rollout
             runs = page.inner_text("#runs tbody")
             assert "40%" in runs and "trainer (cli)" in runs and "no improvement: GRPO made no update" in runs
+            assert "imagination vs the arm: action-replay agreement over 64 imagined trajectories" in runs
             with server.client(server.viewer) as viewer:
                 series = viewer.get("/stats/success-rate", params={"bucket_s": 60}).json()
             for version in (v1, v2):  # each point's 95% interval: a whisker per point and a band per version

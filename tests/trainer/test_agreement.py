@@ -39,6 +39,17 @@ def test_outcome_figures_by_depth_and_kind_of_error() -> None:
     assert g["imagined_success"] == 0.0 and g["outcome_agreement"] == 1.0
 
 
+def test_frame_errors_sit_beside_an_unchanging_frame() -> None:
+    from trainer.agreement import frame_errors
+
+    seen = np.full((2, 1, 4, 4, 3), 100, np.uint8)
+    imagined = np.zeros((2, 10, 4, 4, 3), np.uint8)
+    imagined[:, 3] = 90  # 10 off at step 4
+    first = np.full((2, 4, 4, 3), 70, np.uint8)  # 30 off
+    f = frame_errors(imagined, seen, first, [3], np.array([10, 2]))  # row 1 never reached step 4
+    assert f == {"frame_error_by_step_4": 10.0, "frame_error_unchanged_by_step_4": 30.0}
+
+
 def test_reward_figures_count_only_replayed_frames() -> None:
     scores = np.array([[0.9, 0.9, 0.9], [0.1, 0.9, 0.1]])
     flags = np.array([[False, True, True], [False, False, False]])
@@ -90,9 +101,12 @@ def test_replaying_recorded_actions_reproduces_the_episode(recorded: object) -> 
             assert [len(t.prefix) for t in targets if t] == [0, 7]
             rest = np.zeros((2, n, 4), np.float32)
             rest[0], rest[1, : n - 7] = actions, actions[7:]
-            flags = replay_on_arm(arm, [t for t in targets if t], rest, np.array([n, n - 7]))
+            flags, seen = replay_on_arm(arm, [t for t in targets if t], rest, np.array([n, n - 7]), look_at=[9])
             # the recorded episode ended at its first success, after its last action
             assert first_true(flags).tolist() == [n - 1, n - 1 - 7]
+            # the arm's frame after action 9 is the recorded frame 10 (step t: the frame seen before action t)
+            assert np.array_equal(seen[0, 0], r.images(next(iter(r.spec.cameras)))[10])
+            assert np.array_equal(seen[1, 0], r.images(next(iter(r.spec.cameras)))[17])
             arm.reset(info.meta["seed"])
             for t in range(n):
                 assert np.allclose(arm.raw_observation()[:4], states[t], atol=1e-5)
@@ -150,3 +164,4 @@ def test_measure_replays_what_imagination_sent(recorded: object) -> None:
     assert f["outcome_agreement"] == f["replayed_success"]
     assert set(a.by_kind) == {"first_frame"}
     assert "agreement_outcome_agreement" in a.metrics() and "action-replay agreement" in a.line()
+    assert f["frame_error_by_step_4"] >= 0 and f["frame_error_unchanged_by_step_4"] >= 0

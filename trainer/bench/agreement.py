@@ -29,13 +29,14 @@ class AgreementConfig:
     recipe: str = "default"
     seed: int = 0
     camera: str | None = None
+    episode_ids: tuple[str, ...] | None = None  # the cycle's snapshot (its judge split); None: every episode of task
 
 
 def run_agreement(cfg: AgreementConfig, emit: Callable[[str, str, float, str, dict[str, Any]], None]) -> dict[str, Any]:
     """Measure and ``emit(name, figure, value, unit, config)`` every figure; returns {kind: Agreement}."""
     from data_store.episodes import EpisodeStore
     from sim.env import MetaWorldArm
-    from trainer.agreement import measure
+    from trainer.agreement import measure, unit_of
     from trainer.cycle import cycle_horizon, held_out_starts, imagination_for, judge_split
     from trainer.recipe import recipe
     from trainer.reward_model import FrameRewardModel
@@ -45,6 +46,9 @@ def run_agreement(cfg: AgreementConfig, emit: Callable[[str, str, float, str, di
     r = recipe(cfg.recipe, seed=cfg.seed, kir_share=0.5)
     store = EpisodeStore(cfg.store, recover=False)
     infos = store.episodes(task=cfg.task, status="complete")
+    if cfg.episode_ids is not None:
+        wanted = set(cfg.episode_ids)
+        infos = [i for i in infos if i.episode_id in wanted]
     if len(infos) < 2:
         raise ValueError(f"{cfg.store} holds {len(infos)} complete episodes of {cfg.task!r}; at least 2 are needed")
     ids = [i.episode_id for i in infos]
@@ -60,8 +64,8 @@ def run_agreement(cfg: AgreementConfig, emit: Callable[[str, str, float, str, di
     }
     group = cfg.group or r.grpo.group_size
     temperature = r.grpo.temperature if cfg.temperature is None else cfg.temperature
-    config = {k: v for k, v in asdict(cfg).items() if k not in ("store",)}
-    config.update(group=group, temperature=temperature, horizon=horizon)
+    config = {k: v for k, v in asdict(cfg).items() if k not in ("store", "episode_ids")}
+    config.update(group=group, temperature=temperature, horizon=horizon, episodes=len(ids))
     found: dict[str, Any] = {}
     with MetaWorldArm(cfg.task) as arm:
         for kind, pool in kinds.items():
@@ -71,8 +75,7 @@ def run_agreement(cfg: AgreementConfig, emit: Callable[[str, str, float, str, di
                 continue
             found[kind] = a
             for figure, value in a.figures.items():
-                unit = "count" if figure in ("trajectories", "separated_pairs", "reward_positives") else "fraction"
-                emit(f"agreement/{cfg.task}/{kind}", figure, value, unit, {**config, "starts_of_kind": len(picked)})
+                emit(f"agreement/{cfg.task}/{kind}", figure, value, unit_of(figure), {**config, "starts": len(picked)})
     return found
 
 

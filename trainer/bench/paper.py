@@ -363,6 +363,20 @@ def diagnose(ctx: TaskContext, seed: int, base: Any, wm: Any, rm: Any, imaginati
     )
 
 
+def replay_agreement(ctx: TaskContext, seed: int, base: Any, imagination: Any, starts: list[Any], r: Recipe) -> None:
+    """The cycle's own check before GRPO (``trainer.cycle.check_imagination``: the base's imagined groups from
+    held-out first frames, their actions replayed on the arm), as ``paper/<task>/seed<s>/agreement`` lines."""
+    from trainer.agreement import unit_of
+    from trainer.cycle import check_imagination
+
+    arm = ctx.pool.get(ctx.task, 1, ctx.cfg.max_steps)[0]
+    a = check_imagination(base, imagination, starts, ctx.store, arm, r, ctx.horizon)
+    if a is None:
+        return
+    for figure, value in a.figures.items():
+        ctx.rec.emit(f"paper/{ctx.task}/seed{seed}/agreement", figure, value, unit_of(figure))
+
+
 @dataclass
 class UnitRun:
     """One (task, seed) of ``run_unit``: its folder, the rows already recorded, and how a row is evaluated."""
@@ -443,6 +457,8 @@ def run_wmpo_rows(unit: UnitRun, rows: list[str], parent_validation: dict[float,
     base = unit.fresh()
     with ctx.timed(f"diagnose_seed{seed}"):
         diagnose(ctx, seed, base, wm, rm, imagination, r0)
+    with ctx.timed(f"agreement_seed{seed}"):
+        replay_agreement(ctx, seed, base, imagination, judge_starts, r0)
     kir = cfg.cycle_recipe(seed, kir_share=cfg.kir_share)
     kir_imagination = imagination_for(ctx.store, task, wm, rm, kir, ctx.horizon, ctx.camera, split.train)
     ctx.rec.emit(f"paper/{task}/seed{seed}/keyframes", "found", float(kir_imagination.keyframes_found), "keyframes")

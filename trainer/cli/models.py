@@ -305,6 +305,9 @@ def bench_world_model(
     starts: int = typer.Option(16, min=1, help="With --store: starts of each kind (first frames, keyframes)."),
     group: int = typer.Option(0, min=0, help="With --store: rollouts per start (0: the recipe's GRPO group)."),
     temperature: float = typer.Option(-1.0, help="With --store: sampling temperature (< 0: the recipe's)."),
+    snapshot: Path | None = typer.Option(
+        None, help="With --store: a cycle's snapshot.json (its work folder): only the episodes that cycle used."
+    ),
 ) -> None:
     """Imagined frames/s (batched, 64×64) next to the simulator's step+render rate, training steps/s and peak memory,
     as JSON lines. With --store, --policy, --model and --reward-model: action-replay agreement instead (imagined
@@ -314,7 +317,8 @@ def bench_world_model(
 
     if store is not None:
         bound_threads(threads)
-        _bench_agreement(store, policy, model, reward_model, task, starts, group, temperature)
+        ids = _snapshot_ids(snapshot) if snapshot is not None else None
+        _bench_agreement(store, policy, model, reward_model, task, starts, group, temperature, ids)
         return
     try:
         steps = tuple(int(s) for s in sampling_steps.split(",") if s.strip())
@@ -349,6 +353,7 @@ def _bench_agreement(
     starts: int,
     group: int,
     temperature: float,
+    episode_ids: tuple[str, ...] | None,
 ) -> None:
     from trainer.bench.agreement import AgreementConfig, run_agreement
 
@@ -360,6 +365,7 @@ def _bench_agreement(
     cfg = AgreementConfig(
         store=str(store), policy=str(policy), world_model=str(model), reward_model=str(reward_model), task=task,
         starts=starts, group=group or None, temperature=None if temperature < 0 else temperature,
+        episode_ids=episode_ids,
     )  # fmt: skip
     try:
         found = run_agreement(cfg, emit)
@@ -369,6 +375,15 @@ def _bench_agreement(
         _fail(f"no episode of {task!r} in {store} recorded its scene seed: nothing can be replayed on the arm")
     for kind, a in found.items():  # stdout stays JSON lines
         Console(stderr=True).print(f"{kind}: {a.line()}", highlight=False)
+
+
+def _snapshot_ids(path: Path) -> tuple[str, ...]:
+    """The episode ids of a cycle's ``snapshot.json`` (its work folder), or a one-line error."""
+    try:
+        snap = json.loads(path.read_text())
+        return tuple(str(e) for e, _ in snap.get("snapshot", snap)["episodes"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise typer.BadParameter(f"{path} is not a cycle's snapshot.json ({e})", param_hint="--snapshot") from None
 
 
 def register(train: typer.Typer, bench: typer.Typer) -> None:

@@ -137,6 +137,8 @@ def registry_fields(status: Mapping[str, Any]) -> dict[str, Any]:
             "key": status.get("key"),
             "outcome": outcome,
             "outcome_reason": status.get("outcome_reason"),
+            # imagination checked against the simulated arm before GRPO (trainer/agreement.py), where it was
+            "agreement": ((((status.get("results") or {}).get("grpo") or {}).get("info")) or {}).get("agreement"),
         }
         if outcome
         else None,

@@ -57,3 +57,23 @@ def test_agreement_is_json_lines_per_kind_of_start(saved: dict[str, Path]) -> No
 def test_agreement_without_its_models_is_one_line(saved: dict[str, Path]) -> None:
     result = CliRunner().invoke(app, ["bench", "world-model", "--store", str(saved["store"])])
     assert result.exit_code == 2 and "--policy" in result.output and "Traceback" not in result.output
+
+
+def test_a_snapshot_limits_the_episodes_to_the_cycles(saved: dict[str, Path], tmp_path: Path) -> None:
+    """--snapshot: the cycle's own episodes (its judge split), here two of the four; a file that is not one is a
+    one-line error."""
+    from data_store.episodes import EpisodeStore
+
+    ids = sorted(i.episode_id for i in EpisodeStore(saved["store"]).episodes())[:2]
+    snap = tmp_path / "snapshot.json"
+    snap.write_text(json.dumps({"snapshot": {"episodes": [[e, 40] for e in ids]}}))
+    args = ["bench", "world-model", "--store", str(saved["store"]), "--policy", str(saved["policy"]),
+            "--model", str(saved["wm"]), "--reward-model", str(saved["rm"]), "--starts", "2", "--group", "2",
+            "--threads", "1", "--snapshot", str(snap)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert rows and all(r["config"]["episodes"] == 2 for r in rows)
+    snap.write_text("{}")
+    bad = CliRunner().invoke(app, [*args[:-1], str(snap)])
+    assert bad.exit_code == 2 and "snapshot.json" in bad.output and "Traceback" not in bad.output
