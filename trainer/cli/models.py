@@ -88,7 +88,7 @@ def world_model(
     held_out: float = typer.Option(0.25, min=0.0, max=0.9, help="Fraction of episodes held out for the quality table."),
     sampling_steps: int = typer.Option(2, min=1, max=10, help="Sampling steps for the quality replay."),
     context_noise: float | None = typer.Option(
-        None, min=0.0, max=0.5, help="Max noise level on context frames in training (default: the preset's, 0.05)."
+        None, min=0.0, max=0.5, help="Max noise level on context frames in training (default: the preset's)."
     ),
     seed: int = typer.Option(0),
     threads: int = typer.Option(0, min=0, help=THREADS_HELP),
