@@ -254,7 +254,8 @@ def measure(
     real_step = first_true(flags)
     figs = figures(batch.finish_step, real_step, steps_left, group, horizon)
     first = np.stack([s.context_frames[-1] for s in batch.starts])
-    figs.update(frame_errors(batch.frames, seen, first, look_at, lengths))
+    if seen.shape[2:] == batch.frames.shape[2:]:  # an arm that renders another size or camera: no pixel comparison
+        figs.update(frame_errors(batch.frames, seen, first, look_at, lengths))
     rm = imagination.reward_model
     figs.update(reward_figures(rm.score(batch.frames), float(rm.threshold), flags, lengths))
     kind = np.array(["first_frame" if s.start_step == 0 else "keyframe" for s in kept_starts])

@@ -67,7 +67,8 @@ def run_agreement(cfg: AgreementConfig, emit: Callable[[str, str, float, str, di
     config = {k: v for k, v in asdict(cfg).items() if k not in ("store", "episode_ids")}
     config.update(group=group, temperature=temperature, horizon=horizon, episodes=len(ids))
     found: dict[str, Any] = {}
-    with MetaWorldArm(cfg.task) as arm:
+    size = tuple(int(x) for x in wm.image_size)  # the arm renders what imagination draws
+    with MetaWorldArm(cfg.task, camera=imagination.camera, image_size=(size[0], size[1])) as arm:
         for kind, pool in kinds.items():
             picked = _spread(pool, cfg.starts)
             a = measure(policy, imagination, picked, store, arm, temperature, group, horizon, seed=cfg.seed)

@@ -294,12 +294,16 @@ def replay_check(
     one (a physical arm's episodes cannot be replayed)."""
     if not ctx.config.sim_task or recipe.agreement_starts <= 0:
         return None
+    from sim.env import MetaWorldArm
     from trainer.cycle import check_imagination, held_out_starts
-    from trainer.sim_grpo import ArmPool
 
     starts = held_out_starts(store, task, split, horizon, imagination.world_model, opts.get("camera"))
-    with ArmPool() as pool:
-        arm = pool.get(ctx.config.sim_task, 1)[0]
+    size = tuple(int(x) for x in imagination.world_model.image_size)  # the arm renders what imagination draws
+    try:
+        arm = MetaWorldArm(ctx.config.sim_task, camera=imagination.camera, image_size=(size[0], size[1]))
+    except ValueError:  # the episodes' camera is not one of the simulator's: nothing to replay them on
+        return None
+    with arm:
         return check_imagination(parent, imagination, starts, store, arm, recipe, horizon)
 
 
