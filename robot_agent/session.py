@@ -204,7 +204,12 @@ class AgentSession:
             if spec == "remote":
                 return self._connect_remote()
             if spec == "server":
-                return self.syncer.bootstrap(cfg.bootstrap_timeout_s)  # type: ignore[no-any-return]
+                from robot_agent.sync import AccessDenied
+
+                try:
+                    return self.syncer.bootstrap(cfg.bootstrap_timeout_s)  # type: ignore[no-any-return]
+                except AccessDenied as e:
+                    raise SessionError(str(e), option="--token") from None
             from robot_agent.policies import load_policy
 
             policy = load_policy(spec, robot=self.robot, store=self.store, noise=cfg.noise, seed=cfg.seed)

@@ -129,7 +129,9 @@ class PolicySyncer:
 
     def bootstrap(self, timeout_s: float = 300.0) -> tuple[Policy, str]:
         """For a robot that starts with no policy: register, then fetch, check and load the desired
-        version, retrying every ``poll_s`` (server down, nothing rolled out yet, a refused version)."""
+        version, retrying every ``poll_s`` (server down, nothing rolled out yet, a refused version). A token the
+        server refuses (401/403) raises :class:`AccessDenied` at once: with no policy yet, nothing can run while
+        waiting, and the token is read once at start (a running robot keeps retrying instead)."""
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -142,6 +144,13 @@ class PolicySyncer:
                     except Refused as e:
                         self._refuse(version, str(e))
                 self.status.last_error = f"no version to run yet (desired: {version})"
+            except httpx.HTTPStatusError as e:
+                if e.response.status_code in (401, 403):  # a robot starting with a bad token: waiting cannot help
+                    raise AccessDenied(
+                        f"the server refused this robot ({e}): pass a token with --token or FLYWHEEL_TOKEN "
+                        "(`flywheel serve token create --role operator`)"
+                    ) from None
+                self.status.last_error = f"server unreachable: {e}"
             except httpx.HTTPError as e:
                 self.status.last_error = f"server unreachable: {e}"
             if time.monotonic() > deadline:
@@ -366,6 +375,10 @@ class PolicySyncer:
         _raise_for(resp)
         out: dict[str, Any] = resp.json()
         return out
+
+
+class AccessDenied(RuntimeError):
+    """The server refuses this robot's token (401/403) before it has any policy to run."""
 
 
 _RETRY = (401, 403, 404, 408, 429)  # auth fixed later, robot registered on the next heartbeat, overload

@@ -51,3 +51,20 @@ def test_policy_server_needs_a_server(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["robot", "run", "--policy", "server", "--store", str(tmp_path / "s")])
     assert result.exit_code == 2
     assert "--server" in result.output
+
+
+def test_a_robot_without_a_valid_token_says_so_at_once(tmp_path: Path) -> None:
+    """A server with auth on and a robot with no token (or a wrong one): one line naming the token, not five
+    minutes of silent retries before a timeout."""
+    from serving.embedded import EmbeddedServer
+    from serving.settings import Settings
+
+    server = EmbeddedServer(Settings(data_dir=tmp_path / "server", auth=True))
+    with server:
+        for token in ([], ["--token", "not-a-token"]):
+            args = ["robot", "run", "--server", server.url, "--episodes", "1", "--store", str(tmp_path / "s"),
+                    "--cache", str(tmp_path / "cache"), *token]  # fmt: skip
+            result = CliRunner(env={"FLYWHEEL_TOKEN": None}).invoke(app, args)
+            assert result.exit_code == 2, result.output
+            assert "refused this robot" in result.output and "FLYWHEEL_TOKEN" in result.output
+            assert "Traceback" not in result.output
