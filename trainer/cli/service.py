@@ -204,7 +204,8 @@ def progress_line(record: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-_DETAIL = ("ci95", "sampling", "p_worse", "p_better", "_n")  # in the run record, not in the one-line view
+# in the run record, not in the one-line view (the action-replay check is shown as its one line instead)
+_DETAIL = ("ci95", "sampling", "p_worse", "p_better", "_n", "agreement_")
 
 
 def status_view(record: dict[str, Any]) -> Group:
@@ -227,7 +228,11 @@ def status_view(record: dict[str, Any]) -> Group:
     parts: list[Any] = [head, table]
     if record.get("reason"):
         parts.append(f"[red]reason: {escape(record['reason'])}[/red]")
-    evaluation = ((record.get("results") or {}).get("evaluate") or {}).get("info") or {}
+    results = record.get("results") or {}
+    checked = ((results.get("grpo") or {}).get("info") or {}).get("agreement")
+    if checked:  # before GRPO: imagination against the simulated arm (trainer/agreement.py)
+        parts.append(f"  imagination vs the arm: {escape(str(checked))}")
+    evaluation = (results.get("evaluate") or {}).get("info") or {}
     for line in evaluation.get("figures", []):
         parts.append(f"  {escape(line)}")
     if record.get("outcome") == "no improvement":

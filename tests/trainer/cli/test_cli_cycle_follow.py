@@ -50,3 +50,24 @@ def test_progress_line_names_each_stage_at_work() -> None:
     }
     line = progress_line(record)
     assert line == "run r2 running · 1/3 stages done · world_model 10/? · reward_model 5/20 (25%)"
+
+
+def test_the_run_view_shows_the_imagination_check_as_one_line() -> None:
+    """The GRPO stage records ~25 agreement_* figures; the operator's view shows its one line, not the columns."""
+    from rich.console import Console
+
+    from trainer.cli.service import status_view
+
+    line = "action-replay agreement over 64 imagined trajectories: outcome 0.73 (imagined 27% vs replayed 0%)"
+    record = {
+        "run_id": "r1",
+        "state": "succeeded",
+        "progress": [{"stage": "grpo", "state": "done", "step": 8, "total": 8,
+                      "metrics": {"loss": 0.03, "agreement_outcome_agreement": 0.73, "agreement_false_success": 0.27}}],
+        "results": {"grpo": {"info": {"agreement": line}}},
+    }  # fmt: skip
+    console = Console(record=True, width=200)
+    console.print(status_view(record))
+    out = console.export_text()
+    assert "loss=0.03" in out and "agreement_outcome" not in out
+    assert f"imagination vs the arm: {line}" in out
