@@ -144,14 +144,13 @@ class PolicySyncer:
                     except Refused as e:
                         self._refuse(version, str(e))
                 self.status.last_error = f"no version to run yet (desired: {version})"
-            except httpx.HTTPStatusError as e:
-                if e.response.status_code in (401, 403):  # a robot starting with a bad token: waiting cannot help
+            except httpx.HTTPError as e:
+                refused = isinstance(e, httpx.HTTPStatusError) and e.response.status_code in (401, 403)
+                if refused:  # a robot starting with a bad token: waiting cannot help
                     raise AccessDenied(
                         f"the server refused this robot ({e}): pass a token with --token or FLYWHEEL_TOKEN "
                         "(`flywheel serve token create --role operator`)"
                     ) from None
-                self.status.last_error = f"server unreachable: {e}"
-            except httpx.HTTPError as e:
                 self.status.last_error = f"server unreachable: {e}"
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no policy to run after {timeout_s} s: {self.status.last_error}")

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer.imagine import ImagineConfig, StartState, imagine_rollouts
+from trainer.imagine import StartState
 
 # success by step h, as shares of the task's horizon: where imagination drifts, agreement falls with depth
 DEPTHS = (0.25, 0.5, 0.75, 1.0)
@@ -109,6 +109,15 @@ def frame_errors(
         out[f"frame_error_by_step_{t + 1}"] = float(np.abs(imagined[rows, t].astype(np.float32) - real).mean())
         out[f"frame_error_unchanged_by_step_{t + 1}"] = float(np.abs(first[rows].astype(np.float32) - real).mean())
     return out
+
+
+def replay_arm(task: str, imagination: Any) -> Any:
+    """A ``sim.env.MetaWorldArm`` of ``task`` that renders what imagination draws (the world model's frame size,
+    the episodes' camera): ValueError for a camera the simulator lacks."""
+    from sim.env import MetaWorldArm
+
+    h, w = (int(x) for x in imagination.world_model.image_size)
+    return MetaWorldArm(task, camera=imagination.camera, image_size=(h, w))
 
 
 def unit_of(figure: str) -> str:
@@ -233,18 +242,7 @@ def measure(
     if not keep:
         return None
     kept_starts = [starts[i] for i in keep]
-    imagination.world_model.seed = seed
-    batch = imagine_rollouts(
-        policy,
-        imagination.world_model,
-        imagination.reward_model,
-        kept_starts,
-        ImagineConfig(group_size=group, temperature=temperature),
-        imagination.camera,
-        seed=seed,
-        proprio_model=imagination.proprio,
-        safety=imagination.safety,
-    )
+    batch = imagination.imagine(policy, kept_starts, temperature, group, seed)
     assert batch.actions is not None
     rows = [targets[i] for i in keep for _ in range(group)]  # group members are consecutive
     steps_left = np.array([s.steps_left for s in batch.starts], dtype=np.int64)

@@ -22,7 +22,15 @@ from typing import Any
 import numpy as np
 
 from trainer.grpo import DrawGroups, GRPOConfig, Rollouts, make_optimizer, train_grpo
-from trainer.imagine import ImagineConfig, ProprioNet, StartSampler, first_frame_starts, imagine_rollouts
+from trainer.imagine import (
+    ImagineConfig,
+    ImaginedBatch,
+    ProprioNet,
+    StartSampler,
+    StartState,
+    first_frame_starts,
+    imagine_rollouts,
+)
 from trainer.keyframes import KeyframeConfig, complete_episodes, find_keyframes, keyframe_start
 from trainer.protocols import RewardModel, WorldModel
 from vla.protocol import TrainablePolicy
@@ -51,6 +59,25 @@ class Imagination:
     camera: str
     keyframes_found: int = 0
     safety: str | None = None  # the robot's safety preset: imagined actions are filtered as the robot filters them
+
+    def imagine(
+        self, policy: TrainablePolicy, starts: list[StartState], temperature: float, group: int, seed: int
+    ) -> ImaginedBatch:
+        """``group`` rollouts of ``policy`` from each start with the world model's noise and the sampling seeded
+        (two policies imagined with one seed meet the same imagined noise): the judge's and the agreement check's
+        imagination."""
+        self.world_model.seed = seed
+        return imagine_rollouts(
+            policy,
+            self.world_model,
+            self.reward_model,
+            starts,
+            ImagineConfig(group_size=group, temperature=temperature),
+            self.camera,
+            seed=seed,
+            proprio_model=self.proprio,
+            safety=self.safety,
+        )
 
     def draw(self, policy: TrainablePolicy, cfg: WMPOConfig, log: list[dict[str, Any]] | None = None) -> DrawGroups:
         icfg = ImagineConfig(

@@ -46,7 +46,7 @@ from data_store.stats import Rate, mcnemar, sign_flip, wilson
 from trainer.agreement import Agreement
 from trainer.agreement import measure as measure_agreement
 from trainer.coevolution import Imagination, WMPOConfig, build_imagination, context_len, wmpo
-from trainer.imagine import ImagineConfig, StartState, first_frame_starts, imagine_rollouts
+from trainer.imagine import StartState, first_frame_starts
 from trainer.protocols import RewardModel, WorldModel
 from trainer.recipe import VALIDATION_SEED, Recipe
 from vla.protocol import TrainablePolicy
@@ -372,19 +372,7 @@ def imagined_outcomes(
 ) -> np.ndarray:
     """bool [starts, group]: success of ``group`` imagined rollouts of ``policy`` from each start. The world
     model's noise is seeded, so two policies judged with one seed meet the same imagined noise."""
-    imagination.world_model.seed = seed
-    cfg = ImagineConfig(group_size=group, temperature=temperature)
-    batch = imagine_rollouts(
-        policy,
-        imagination.world_model,
-        imagination.reward_model,
-        list(starts),
-        cfg,
-        imagination.camera,
-        seed=seed,
-        proprio_model=imagination.proprio,
-        safety=imagination.safety,
-    )
+    batch = imagination.imagine(policy, list(starts), temperature, group, seed)
     return (batch.finish_step >= 0).reshape(len(starts), group)
 
 

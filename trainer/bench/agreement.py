@@ -35,15 +35,15 @@ class AgreementConfig:
 def run_agreement(cfg: AgreementConfig, emit: Callable[[str, str, float, str, dict[str, Any]], None]) -> dict[str, Any]:
     """Measure and ``emit(name, figure, value, unit, config)`` every figure; returns {kind: Agreement}."""
     from data_store.episodes import EpisodeStore
-    from sim.env import MetaWorldArm
-    from trainer.agreement import measure, unit_of
+    from trainer.agreement import measure, replay_arm, unit_of
     from trainer.cycle import cycle_horizon, held_out_starts, imagination_for, judge_split
     from trainer.recipe import recipe
     from trainer.reward_model import FrameRewardModel
     from trainer.world_model import load_world_model
     from vla.artifact import load_artifact
 
-    r = recipe(cfg.recipe, seed=cfg.seed, kir_share=0.5)
+    # kir_share > 0 only makes imagination_for find the keyframe starts, measured apart below; no share is drawn
+    r = recipe(cfg.recipe, seed=cfg.seed, kir_share=1.0)
     store = EpisodeStore(cfg.store, recover=False)
     infos = store.episodes(task=cfg.task, status="complete")
     if cfg.episode_ids is not None:
@@ -67,8 +67,7 @@ def run_agreement(cfg: AgreementConfig, emit: Callable[[str, str, float, str, di
     config = {k: v for k, v in asdict(cfg).items() if k not in ("store", "episode_ids")}
     config.update(group=group, temperature=temperature, horizon=horizon, episodes=len(ids))
     found: dict[str, Any] = {}
-    size = tuple(int(x) for x in wm.image_size)  # the arm renders what imagination draws
-    with MetaWorldArm(cfg.task, camera=imagination.camera, image_size=(size[0], size[1])) as arm:
+    with replay_arm(cfg.task, imagination) as arm:
         for kind, pool in kinds.items():
             picked = _spread(pool, cfg.starts)
             a = measure(policy, imagination, picked, store, arm, temperature, group, horizon, seed=cfg.seed)

@@ -294,13 +294,12 @@ def replay_check(
     one (a physical arm's episodes cannot be replayed)."""
     if not ctx.config.sim_task or recipe.agreement_starts <= 0:
         return None
-    from sim.env import MetaWorldArm
+    from trainer.agreement import replay_arm
     from trainer.cycle import check_imagination, held_out_starts
 
     starts = held_out_starts(store, task, split, horizon, imagination.world_model, opts.get("camera"))
-    size = tuple(int(x) for x in imagination.world_model.image_size)  # the arm renders what imagination draws
     try:
-        arm = MetaWorldArm(ctx.config.sim_task, camera=imagination.camera, image_size=(size[0], size[1]))
+        arm = replay_arm(ctx.config.sim_task, imagination)
     except ValueError:  # the episodes' camera is not one of the simulator's: nothing to replay them on
         return None
     with arm:
